@@ -1,0 +1,18 @@
+//! The AppRelease resource: its types, their defaults, and the checks of their values. No I/O.
+
+pub mod conditions;
+pub mod duration;
+pub mod image;
+pub mod spec;
+pub mod status;
+pub mod validate;
+pub mod version;
+
+pub use spec::*;
+pub use status::*;
+
+/// Annotation whose new value asks the operator to try a failed version again.
+pub const RETRY_ANNOTATION: &str = "apprelease.io/retry";
+
+/// Field manager of every server-side apply the operator makes (invariant 8).
+pub const FIELD_MANAGER: &str = "apprelease-operator";

@@ -1,0 +1,280 @@
+//! `AppRelease.spec`: what the user declares. The operator never writes it (invariant 4).
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, json_schema};
+use serde::{Deserialize, Serialize};
+
+use super::status::AppReleaseStatus;
+
+/// An application release: the version that should run in a set of Deployments, and how to
+/// get there safely (backup, migrations, rollout, verification, rollback).
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "apprelease.io",
+    version = "v1alpha1",
+    kind = "AppRelease",
+    namespaced,
+    status = "AppReleaseStatus",
+    shortname = "apr",
+    category = "releases",
+    printcolumn(name = "Target", type_ = "string", json_path = ".spec.version", description = "The version that should run"),
+    printcolumn(name = "Current", type_ = "string", json_path = ".status.currentVersion", description = "The last version that became ready"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
+    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.backups[0].takenAt", priority = 1),
+    validation = Rule::new("self.spec.rollback.database != 'Downgrade' || has(self.spec.rollback.downgrade)")
+        .message("rollback.database Downgrade needs rollback.downgrade.template"),
+    validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.backup)")
+        .message("rollback.database Restore needs a backup to restore from"),
+    validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.rollback.restore)")
+        .message("rollback.database Restore needs rollback.restore.template")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AppReleaseSpec {
+    /// The version that should run. It becomes the image tag of every target container, so it
+    /// follows the container-tag grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')")
+        .message("version must be a container image tag: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"))]
+    pub version: String,
+
+    /// The Deployments that carry the version, updated in this order. If one fails, all go
+    /// back together.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("at least one target is needed"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.deployment == a.deployment))")
+        .message("each Deployment may be listed once"))]
+    pub targets: Vec<Target>,
+
+    /// A backup taken before anything is changed. Without it, upgrades run without a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// A migration Job, run once per upgrade with the new version's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSpec>,
+
+    /// How the new images are rolled out.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+
+    /// An optional smoke-test Job run after the rollout; its failure rolls the upgrade back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
+
+    /// What happens when an upgrade fails after something was changed.
+    #[serde(default)]
+    pub rollback: RollbackSpec,
+
+    /// When true, no new upgrade starts. An upgrade already in flight is finished or rolled
+    /// back first, because stopping halfway would leave the targets on mixed versions.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// A Deployment that carries the release's version.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Name of the Deployment, in the AppRelease's namespace.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
+        .message("deployment must be a Kubernetes object name"))]
+    pub deployment: String,
+
+    /// Containers of the pod template whose image carries the version. Default: all of them
+    /// (init containers are never changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<String>>,
+
+    /// Image repository, without tag or digest, for the selected containers. Default: the
+    /// repository each container runs now. The tag is always `spec.version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!self.contains('@') && !self.substring(self.lastIndexOf('/') + 1).contains(':')")
+        .message("image is a repository: leave out the tag and the digest, the tag is spec.version"))]
+    pub image: Option<String>,
+}
+
+/// The backup taken before an upgrade changes anything.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Pod template of the backup Job. Its containers receive the upgrade in environment
+    /// variables (APPRELEASE_BACKUP_ID, APPRELEASE_FROM_VERSION, …) and report what they
+    /// wrote as JSON in their termination message: `{"location", "sizeBytes", "sha256"}`.
+    #[schemars(schema_with = "pod_template_schema")]
+    pub template: PodTemplateSpec,
+
+    /// How many successful backups to keep. Older ones are pruned, except one that an upgrade
+    /// depends on.
+    #[serde(default = "default_keep_last")]
+    #[x_kube(validation = Rule::new("self >= 1").message("keepLast must be at least 1"))]
+    pub keep_last: i32,
+
+    /// How long the backup Job may run, e.g. `30m`.
+    #[serde(default = "default_backup_timeout")]
+    #[x_kube(validation = duration_rule())]
+    pub timeout: String,
+}
+
+/// The migration Job of an upgrade.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationSpec {
+    /// Pod template of the migration Job. Containers without an image run the new version's
+    /// image of the first target; an image written without a tag gets `spec.version` as tag.
+    #[schemars(schema_with = "pod_template_schema")]
+    pub template: PodTemplateSpec,
+
+    /// Whether the migration runs before the new images roll out or after.
+    #[serde(default)]
+    pub when: MigrationPhase,
+
+    /// How long the migration Job may run, e.g. `15m`. It is never interrupted otherwise.
+    #[serde(default = "default_migration_timeout")]
+    #[x_kube(validation = duration_rule())]
+    pub timeout: String,
+}
+
+/// When the migration runs relative to the rollout.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MigrationPhase {
+    /// Before any target gets the new image (the usual case: new code needs the new schema).
+    #[default]
+    BeforeRollout,
+    /// After every target runs the new image and is ready.
+    AfterRollout,
+}
+
+/// Rollout settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// How long each target may take to become fully updated and available, e.g. `10m`.
+    #[serde(default = "default_rollout_timeout")]
+    #[x_kube(validation = duration_rule())]
+    pub timeout: String,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            timeout: default_rollout_timeout(),
+        }
+    }
+}
+
+/// A smoke test run after the rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    /// Pod template of the verification Job; images follow the migration template's rules.
+    #[schemars(schema_with = "pod_template_schema")]
+    pub template: PodTemplateSpec,
+
+    /// How long the verification Job may run, e.g. `5m`.
+    #[serde(default = "default_verify_timeout")]
+    #[x_kube(validation = duration_rule())]
+    pub timeout: String,
+}
+
+/// What to do when an upgrade fails.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackSpec {
+    /// Roll back by itself when a step fails. When false the operator stops where the
+    /// failure happened and leaves the decision to a human.
+    #[serde(default = "default_true")]
+    pub automatic: bool,
+
+    /// What happens to the database on rollback.
+    #[serde(default)]
+    pub database: DatabaseRollback,
+
+    /// The down-migration Job for `database: Downgrade`, run with the NEW version's image
+    /// (only it knows its migrations) before the old images come back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downgrade: Option<JobTemplate>,
+
+    /// The restore Job for `database: Restore`, run from this upgrade's backup while the
+    /// targets are scaled to zero. APPRELEASE_BACKUP_ID and APPRELEASE_BACKUP_LOCATION tell it
+    /// which backup to restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<JobTemplate>,
+}
+
+impl Default for RollbackSpec {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            database: DatabaseRollback::None,
+            downgrade: None,
+            restore: None,
+        }
+    }
+}
+
+/// The database policy of a rollback.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DatabaseRollback {
+    /// Only the images go back; the database stays as the failed version left it.
+    #[default]
+    None,
+    /// Scale the targets to zero, restore this upgrade's backup, then bring the old version back.
+    Restore,
+    /// Run the down-migration Job with the new version's image, then bring the old images back.
+    Downgrade,
+}
+
+/// A Job of the rollback (restore or down-migration).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTemplate {
+    /// Pod template of the Job.
+    #[schemars(schema_with = "pod_template_schema")]
+    pub template: PodTemplateSpec,
+
+    /// How long the Job may run, e.g. `30m`.
+    #[serde(default = "default_backup_timeout")]
+    #[x_kube(validation = duration_rule())]
+    pub timeout: String,
+}
+
+fn duration_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "self != '' && self.matches('{}') && duration(self) > duration('0s')",
+        super::duration::DURATION_PATTERN
+    ))
+    .message("must be a duration such as 90s, 15m or 1h30m, longer than zero")
+}
+
+/// Pod templates are kept out of the CRD's schema: the full PodTemplateSpec schema, inlined
+/// once per template, would make the CRD several megabytes, past etcd's object limit and far
+/// past the 256 KiB that client-side `kubectl apply` can annotate. The operator checks the
+/// template itself and reports a malformed one as InvalidSpec.
+fn pod_template_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    json_schema!({
+        "type": "object",
+        "description": "A Pod template (metadata and spec), as in a Job's spec.template.",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+fn default_keep_last() -> i32 {
+    10
+}
+fn default_backup_timeout() -> String {
+    "30m".into()
+}
+fn default_migration_timeout() -> String {
+    "15m".into()
+}
+fn default_rollout_timeout() -> String {
+    "10m".into()
+}
+fn default_verify_timeout() -> String {
+    "5m".into()
+}
+fn default_true() -> bool {
+    true
+}

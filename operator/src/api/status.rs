@@ -1,0 +1,250 @@
+//! `AppRelease.status`: everything the operator knows and did, written only through the
+//! status subresource.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Condition;
+
+/// Observed state of an AppRelease.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppReleaseStatus {
+    /// The `metadata.generation` the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The last version that became ready in every target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+
+    /// The version of the most recent upgrade attempt, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_version: Option<String>,
+
+    /// How many upgrades this AppRelease has started; numbers the next one and names its Jobs.
+    #[serde(default)]
+    pub attempts: i64,
+
+    /// The upgrade in flight. It is written before each action it describes, so that an
+    /// operator restarted at any point knows what it was doing. Absent when idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
+
+    /// A version that failed and will not be tried again until the spec changes or the retry
+    /// annotation gets a new value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<FailedVersion>,
+
+    /// Successful backups, newest first, at most `spec.backup.keepLast` (plus any that an
+    /// upgrade still depends on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupRecord>,
+
+    /// Finished upgrades, newest first, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+
+    /// Ready, Reconciling and Stalled, following the Kubernetes API conventions (kstatus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The upgrade in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Upgrade {
+    /// The version running before this upgrade (empty when it could not be told).
+    pub from: String,
+    /// The version being installed.
+    pub to: String,
+    /// Serial number of this attempt among all the AppRelease's upgrades.
+    pub attempt: i64,
+    /// What the operator is doing now.
+    pub step: Step,
+    /// When the upgrade started.
+    pub started_at: DateTime<Utc>,
+    /// When the current step (or the current target of a rollout) started; deadlines count
+    /// from here.
+    pub step_started_at: DateTime<Utc>,
+    /// During RollingOut: how many targets, in spec order, are already updated and available.
+    #[serde(default)]
+    pub targets_done: i32,
+    /// The backup this upgrade depends on (its id), once taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// Every image this upgrade changes, as it was before. A rollback puts back exactly these.
+    #[serde(default)]
+    pub previous_images: Vec<ContainerImage>,
+    /// Replica counts recorded before scaling the targets to zero for a restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_replicas: Vec<DeploymentReplicas>,
+    /// Jobs of this upgrade that the operator has seen exist. A Job listed here is never
+    /// created again, even if it disappears.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs_seen: Vec<String>,
+    /// Backup ids this upgrade's backup Job was told to prune after its own success.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prune: Vec<String>,
+    /// Why the upgrade is being rolled back, once it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// The steps of an upgrade, in the order they can happen.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Step {
+    /// The backup Job runs.
+    BackingUp,
+    /// The migration Job runs.
+    Migrating,
+    /// The targets get the new images, one after the other.
+    RollingOut,
+    /// The verification Job runs.
+    Verifying,
+    /// The down-migration Job runs (rollback with `database: Downgrade`).
+    Downgrading,
+    /// The targets are scaled to zero before a restore.
+    ScalingDown,
+    /// The restore Job runs (rollback with `database: Restore`).
+    Restoring,
+    /// The previous images (and replica counts) are put back.
+    RollingBack,
+}
+
+impl Step {
+    /// Whether the step belongs to a rollback.
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            Step::Downgrading | Step::ScalingDown | Step::Restoring | Step::RollingBack
+        )
+    }
+
+    /// The name used in conditions and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::BackingUp => "BackingUp",
+            Step::Migrating => "Migrating",
+            Step::RollingOut => "RollingOut",
+            Step::Verifying => "Verifying",
+            Step::Downgrading => "Downgrading",
+            Step::ScalingDown => "ScalingDown",
+            Step::Restoring => "Restoring",
+            Step::RollingBack => "RollingBack",
+        }
+    }
+}
+
+/// One container's image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerImage {
+    /// Deployment name.
+    pub deployment: String,
+    /// Container name.
+    pub container: String,
+    /// Full image reference.
+    pub image: String,
+}
+
+/// One Deployment's replica count.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentReplicas {
+    /// Deployment name.
+    pub deployment: String,
+    /// `spec.replicas` before the restore.
+    pub replicas: i32,
+}
+
+/// Why an upgrade failed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// Machine-readable cause, e.g. MigrationFailed.
+    pub reason: String,
+    /// What happened, for a human.
+    pub message: String,
+}
+
+/// A version that is not retried automatically.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedVersion {
+    /// The version that failed.
+    pub version: String,
+    /// The generation whose spec asked for it.
+    pub generation: i64,
+    /// The retry annotation's value at the time (empty when absent).
+    #[serde(default)]
+    pub retry: String,
+    /// Why it failed: BackupFailed, RolledBack, RollbackFailed, …
+    pub reason: String,
+    /// What happened and what a human can do.
+    pub message: String,
+}
+
+/// A successful backup.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    /// Backup id, also the backup Job's name.
+    pub id: String,
+    /// The version that was running when it was taken (the data's version).
+    pub version: String,
+    /// When the backup Job finished.
+    pub taken_at: DateTime<Utc>,
+    /// The Job that took it.
+    pub job: String,
+    /// Where the Job says it wrote the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Size in bytes, as reported by the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// SHA-256 of the backup, as reported by the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// A finished upgrade.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Version before.
+    pub from: String,
+    /// Version attempted.
+    pub to: String,
+    /// Serial number of the attempt.
+    pub attempt: i64,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub result: UpgradeResult,
+    /// Machine-readable cause (Succeeded, BackupFailed, MigrationFailed, …).
+    pub reason: String,
+    /// What happened, for a human.
+    pub message: String,
+    /// The backup the upgrade took, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+}
+
+/// How an upgrade ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum UpgradeResult {
+    /// The new version runs and is ready.
+    Succeeded,
+    /// Failed before anything was changed (e.g. the backup failed); nothing to undo.
+    Aborted,
+    /// Failed and was rolled back; the previous version runs.
+    RolledBack,
+    /// Failed and the rollback failed too, or automatic rollback is off: a human must act.
+    Failed,
+    /// Replaced by a newer spec.version before it finished.
+    Superseded,
+}

@@ -1,0 +1,207 @@
+//! Static checks of a spec, run before anything else. They repeat the CRD's CEL rules (an API
+//! server that skipped them, or an object written before a rule existed, must still get a
+//! readable answer) and add what a schema cannot say, such as pod template contents.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+use super::{duration, image, spec::*, version};
+
+/// One problem with a spec, at a field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path in the spec, e.g. `spec.targets[1].image`.
+    pub path: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in the spec, in field order; empty when the spec is valid.
+pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
+    let mut errors = Errors::default();
+    if let Some(why) = version::tag_error(&spec.version) {
+        errors.add(
+            "spec.version",
+            format!("{:?} is not a valid image tag: it {why}", spec.version),
+        );
+    }
+    check_targets(&spec.targets, &mut errors);
+    if let Some(backup) = &spec.backup {
+        check_template("spec.backup.template", &backup.template, &mut errors);
+        if backup.keep_last < 1 {
+            errors.add(
+                "spec.backup.keepLast",
+                format!("must be at least 1, not {}", backup.keep_last),
+            );
+        }
+        errors.duration("spec.backup.timeout", &backup.timeout);
+    }
+    if let Some(migration) = &spec.migration {
+        check_template("spec.migration.template", &migration.template, &mut errors);
+        errors.duration("spec.migration.timeout", &migration.timeout);
+    }
+    errors.duration("spec.rollout.timeout", &spec.rollout.timeout);
+    if let Some(verify) = &spec.verify {
+        check_template("spec.verify.template", &verify.template, &mut errors);
+        errors.duration("spec.verify.timeout", &verify.timeout);
+    }
+    check_rollback(spec, &mut errors);
+    errors.0
+}
+
+fn check_targets(targets: &[Target], errors: &mut Errors) {
+    if targets.is_empty() {
+        errors.add("spec.targets", "at least one target Deployment is needed");
+    }
+    let mut seen = HashSet::new();
+    for (i, target) in targets.iter().enumerate() {
+        let path = format!("spec.targets[{i}]");
+        if !is_object_name(&target.deployment) {
+            errors.add(
+                format!("{path}.deployment"),
+                format!(
+                    "{:?} is not a Deployment name (lower-case letters, digits, '-' and '.')",
+                    target.deployment
+                ),
+            );
+        }
+        if !seen.insert(target.deployment.as_str()) {
+            errors.add(
+                format!("{path}.deployment"),
+                format!("Deployment {:?} is listed twice", target.deployment),
+            );
+        }
+        if let Some(containers) = &target.containers {
+            if containers.is_empty() {
+                errors.add(
+                    format!("{path}.containers"),
+                    "leave it out to mean every container, or name at least one",
+                );
+            }
+            let mut names = HashSet::new();
+            for name in containers {
+                if !names.insert(name) {
+                    errors.add(
+                        format!("{path}.containers"),
+                        format!("container {name:?} is listed twice"),
+                    );
+                }
+            }
+        }
+        if let Some(repo) = &target.image {
+            if repo.is_empty() || image::is_pinned(repo) {
+                errors.add(
+                    format!("{path}.image"),
+                    format!("{repo:?} must be a repository without tag or digest; the tag is spec.version"),
+                );
+            }
+        }
+    }
+}
+
+fn check_rollback(spec: &AppReleaseSpec, errors: &mut Errors) {
+    let rollback = &spec.rollback;
+    match rollback.database {
+        DatabaseRollback::None => {}
+        DatabaseRollback::Downgrade => {
+            if rollback.downgrade.is_none() {
+                errors.add(
+                    "spec.rollback.downgrade",
+                    "database: Downgrade needs a downgrade Job template",
+                );
+            }
+        }
+        DatabaseRollback::Restore => {
+            if spec.backup.is_none() {
+                errors.add(
+                    "spec.rollback.database",
+                    "Restore needs spec.backup: there would be no backup to restore",
+                );
+            }
+            if rollback.restore.is_none() {
+                errors.add(
+                    "spec.rollback.restore",
+                    "database: Restore needs a restore Job template",
+                );
+            }
+        }
+    }
+    for (path, job) in [
+        ("spec.rollback.downgrade", &rollback.downgrade),
+        ("spec.rollback.restore", &rollback.restore),
+    ] {
+        if let Some(job) = job {
+            check_template(&format!("{path}.template"), &job.template, errors);
+            errors.duration(&format!("{path}.timeout"), &job.timeout);
+        }
+    }
+}
+
+fn check_template(path: &str, template: &PodTemplateSpec, errors: &mut Errors) {
+    let Some(pod) = &template.spec else {
+        errors.add(
+            format!("{path}.spec"),
+            "a pod spec with at least one container is needed",
+        );
+        return;
+    };
+    if pod.containers.is_empty() {
+        errors.add(
+            format!("{path}.spec.containers"),
+            "at least one container is needed",
+        );
+    }
+    for (i, container) in pod.containers.iter().enumerate() {
+        if container.name.is_empty() {
+            errors.add(
+                format!("{path}.spec.containers[{i}].name"),
+                "every container needs a name",
+            );
+        }
+    }
+    if let Some(policy) = pod.restart_policy.as_deref() {
+        if policy != "Never" && policy != "OnFailure" {
+            errors.add(
+                format!("{path}.spec.restartPolicy"),
+                format!("a Job's pods may restart Never or OnFailure, not {policy:?}"),
+            );
+        }
+    }
+}
+
+/// A DNS-1123 subdomain, the rule for Deployment names.
+fn is_object_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !name.is_empty()
+        && name.len() <= 253
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, text: &str) {
+        if let Err(message) = duration::parse(text) {
+            self.add(path, message);
+        }
+    }
+}

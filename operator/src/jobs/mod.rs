@@ -1,0 +1,3 @@
+//! Pure builders of the Jobs an upgrade runs, and the names they get.
+
+pub mod names;

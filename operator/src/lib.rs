@@ -1,0 +1,13 @@
+//! The AppRelease operator: upgrades self-hosted applications declared by an `AppRelease`
+//! (backup, migrate, roll out, verify, roll back), reconciled by a kube-rs controller.
+//!
+//! Data flows one way: watch → observe → decide → act → record.
+//! - [`api`]: the resource's types, defaults and validation (no I/O);
+//! - [`plan`]: the pure planner that decides the next step;
+//! - [`jobs`]: pure builders of the Jobs an upgrade runs;
+//! - [`k8s`]: reads snapshots from caches and carries decisions out against the API;
+//! - [`controller`]: the kube-runtime wiring.
+
+pub mod api;
+pub mod jobs;
+pub mod plan;

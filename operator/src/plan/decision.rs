@@ -1,0 +1,220 @@
+//! The planner's output, and the working state one `decide` call builds it in.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::conditions::{self, ConditionStatus, Desired};
+use crate::api::{AppRelease, AppReleaseSpec, AppReleaseStatus, ContainerImage, RETRY_ANNOTATION};
+use crate::jobs::names::JobKind;
+
+use super::observed::Observed;
+
+/// How long to wait before looking again while an upgrade runs, in case a watch event is
+/// missed; changes of the Jobs and Deployments wake the controller sooner.
+pub const POLL: Duration = Duration::from_secs(30);
+/// How long to wait before looking again when idle (drift and first-visit checks).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// What to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The status to write before anything else (write-ahead).
+    pub status: AppReleaseStatus,
+    /// The actions that status describes, to carry out in order.
+    pub actions: Vec<Action>,
+    /// Events to publish once the status is written.
+    pub notes: Vec<Note>,
+    /// When to look again at the latest.
+    pub requeue_after: Duration,
+}
+
+/// One change in the cluster. Each is idempotent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create a Job (adopting one of the same name that already exists).
+    CreateJob(JobRequest),
+    /// Server-side apply of these container images on one Deployment.
+    SetImages {
+        /// Deployment name.
+        deployment: String,
+        /// (container, image) pairs.
+        images: Vec<(String, String)>,
+    },
+    /// Server-side apply of `spec.replicas` on one Deployment.
+    Scale {
+        /// Deployment name.
+        deployment: String,
+        /// The replica count.
+        replicas: i32,
+    },
+}
+
+/// Everything a Job builder needs to know about the upgrade it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRequest {
+    /// Which Job.
+    pub kind: JobKind,
+    /// Its name, derived from the intent.
+    pub name: String,
+    /// Version before the upgrade.
+    pub from: String,
+    /// Version being installed.
+    pub to: String,
+    /// Attempt serial.
+    pub attempt: i64,
+    /// The new version's image of the first target, for containers that name no image.
+    pub app_image: String,
+    /// Backup id: the one being taken (backup) or restored (restore).
+    pub backup_id: Option<String>,
+    /// Where that backup is, when known (restore).
+    pub backup_location: Option<String>,
+    /// Backup ids the backup Job deletes after its own success.
+    pub prune: Vec<String>,
+    /// `activeDeadlineSeconds`.
+    pub timeout: Duration,
+}
+
+/// An Event to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Normal or Warning.
+    pub type_: NoteType,
+    /// CamelCase reason.
+    pub reason: String,
+    /// For a human.
+    pub message: String,
+}
+
+/// Event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteType {
+    /// Progress.
+    Normal,
+    /// A failure or something a human should look at.
+    Warning,
+}
+
+/// The state of one `decide` call.
+pub struct Planner<'a> {
+    pub spec: &'a AppReleaseSpec,
+    pub name: &'a str,
+    pub generation: i64,
+    pub retry: String,
+    pub observed: &'a Observed,
+    pub status: AppReleaseStatus,
+    actions: Vec<Action>,
+    notes: Vec<Note>,
+    requeue_after: Duration,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(release: &'a AppRelease, observed: &'a Observed) -> Self {
+        let status = release.status.clone().unwrap_or_default();
+        Self {
+            spec: &release.spec,
+            name: release.metadata.name.as_deref().unwrap_or_default(),
+            generation: release.metadata.generation.unwrap_or(0),
+            retry: release
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(RETRY_ANNOTATION))
+                .cloned()
+                .unwrap_or_default(),
+            observed,
+            status,
+            actions: Vec::new(),
+            notes: Vec::new(),
+            requeue_after: RESYNC,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.observed.now
+    }
+
+    pub fn act(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    pub fn note(&mut self, type_: NoteType, reason: &str, message: impl Into<String>) {
+        self.notes.push(Note {
+            type_,
+            reason: reason.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Look again within `after` at the latest.
+    pub fn requeue(&mut self, after: Duration) {
+        self.requeue_after = self.requeue_after.min(after);
+    }
+
+    /// Sets Ready, Reconciling and Stalled together, so they never contradict each other
+    /// (Stalled and Reconciling are never both true).
+    pub fn conditions(
+        &mut self,
+        ready: Desired,
+        reconciling: Option<Desired>,
+        stalled: Option<Desired>,
+    ) {
+        let (generation, now) = (self.generation, self.now());
+        let list = &mut self.status.conditions;
+        conditions::set(list, conditions::READY, Some(ready), generation, now);
+        conditions::set(list, conditions::RECONCILING, reconciling, generation, now);
+        conditions::set(list, conditions::STALLED, stalled, generation, now);
+    }
+
+    /// An end state that needs a human or a spec change: Ready=False and Stalled with the
+    /// same reason; an Event when this is news.
+    pub fn blocked(&mut self, reason: &str, message: &str) {
+        let news = conditions::get(&self.status.conditions, conditions::READY)
+            .is_none_or(|c| c.reason != reason || c.message != message);
+        self.conditions(
+            Desired::new(ConditionStatus::False, reason, message),
+            None,
+            Some(Desired::new(ConditionStatus::True, reason, message)),
+        );
+        if news {
+            self.note(NoteType::Warning, reason, message);
+        }
+    }
+
+    /// Marks the upgrade as under way at `step`, with a message for Ready.
+    pub fn progressing(&mut self, step: &str, message: String) {
+        self.conditions(
+            Desired::new(ConditionStatus::Unknown, "Progressing", message.clone()),
+            Some(Desired::new(ConditionStatus::True, step, message)),
+            None,
+        );
+        self.requeue(POLL);
+    }
+
+    /// The images a migration/verify/downgrade container without one should run: the new
+    /// version's image of the first target container.
+    pub fn app_image(&self, to: &str, previous: &[ContainerImage]) -> String {
+        let repository = self
+            .spec
+            .targets
+            .first()
+            .and_then(|t| t.image.clone())
+            .or_else(|| {
+                previous
+                    .first()
+                    .map(|p| crate::api::image::repository(&p.image).to_string())
+            })
+            .unwrap_or_default();
+        crate::api::image::with_tag(&repository, to)
+    }
+
+    pub fn finish(mut self) -> Decision {
+        self.status.observed_generation = Some(self.generation);
+        Decision {
+            status: self.status,
+            actions: self.actions,
+            notes: self.notes,
+            requeue_after: self.requeue_after,
+        }
+    }
+}

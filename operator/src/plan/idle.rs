@@ -1,0 +1,167 @@
+//! No upgrade in flight: report how things are, and start an upgrade when the targets do not
+//! run `spec.version`.
+
+use crate::api::conditions::{ConditionStatus, Desired};
+use crate::api::{FailedVersion, Step, Upgrade, image};
+
+use super::decision::{NoteType, Planner};
+use super::{steps, targets};
+
+/// Settles an AppRelease that has no upgrade in flight.
+pub fn settle(plan: &mut Planner) {
+    let version = plan.spec.version.clone();
+    let wanted = match targets::desired_images(plan.spec, plan.observed, &version) {
+        Ok(wanted) => wanted,
+        Err(error) => {
+            plan.blocked(
+                error.reason,
+                &format!("{}; nothing was changed", error.message),
+            );
+            return;
+        }
+    };
+    // A recorded failure outranks what the targets run: after a failed rollback they may run
+    // the new images, yet the version is not a success.
+    if let Some(failed) = blocking_failure(plan) {
+        let message = format!(
+            "{} Version {} is not tried again until the spec changes or the annotation {} gets a new value.",
+            failed.message,
+            failed.version,
+            crate::api::RETRY_ANNOTATION
+        );
+        return plan.blocked(&failed.reason.clone(), &message);
+    }
+    if targets::missing(&wanted, plan.observed).is_empty() {
+        return at_rest(plan);
+    }
+    if plan.spec.suspend {
+        let message = format!("spec.suspend is true: the upgrade to {version} waits");
+        plan.conditions(
+            Desired::new(ConditionStatus::False, "Suspended", message),
+            None,
+            None,
+        );
+        return;
+    }
+    start(plan, wanted);
+}
+
+/// Every target runs `spec.version`: record it, and say whether it is ready.
+fn at_rest(plan: &mut Planner) {
+    let version = plan.spec.version.clone();
+    if plan.status.current_version.as_deref() != Some(version.as_str()) {
+        plan.note(
+            NoteType::Normal,
+            "VersionObserved",
+            format!("every target runs {version}"),
+        );
+        plan.status.current_version = Some(version.clone());
+    }
+    let unready: Vec<String> = plan
+        .spec
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let d = plan.observed.deployments.get(&t.deployment)?;
+            (!d.is_rolled_out()).then(|| format!("{} ({})", t.deployment, d.progress()))
+        })
+        .collect();
+    let ready = if unready.is_empty() {
+        Desired::new(
+            ConditionStatus::True,
+            "Succeeded",
+            format!("{version} runs and every target is available"),
+        )
+    } else {
+        Desired::new(
+            ConditionStatus::False,
+            "TargetsUnavailable",
+            format!(
+                "{version} runs but not every target is available: {}",
+                unready.join(", ")
+            ),
+        )
+    };
+    plan.conditions(ready, None, None);
+}
+
+/// The recorded failure, if it still applies to this spec and retry annotation.
+fn blocking_failure(plan: &Planner) -> Option<FailedVersion> {
+    let failed = plan.status.failed.as_ref()?;
+    (failed.version == plan.spec.version
+        && failed.generation == plan.generation
+        && failed.retry == plan.retry)
+        .then(|| failed.clone())
+}
+
+/// Records a new upgrade (write-ahead) and takes its first step.
+fn start(plan: &mut Planner, wanted: Vec<crate::api::ContainerImage>) {
+    let to = plan.spec.version.clone();
+    let previous_images = targets::current_images(&wanted, plan.observed);
+    let from = plan
+        .status
+        .current_version
+        .clone()
+        .or_else(|| {
+            previous_images
+                .first()
+                .and_then(|p| image::tag(&p.image))
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    let all_ready = plan
+        .observed
+        .deployments
+        .values()
+        .all(|d| d.is_rolled_out());
+    if plan.status.current_version.is_none() && !from.is_empty() && all_ready {
+        // First visit: the targets run `from` and are ready, so it is the current version.
+        plan.status.current_version = Some(from.clone());
+    }
+    plan.status.attempts += 1;
+    plan.status.failed = None;
+    plan.status.last_attempted_version = Some(to.clone());
+    let now = plan.now();
+    let attempt = plan.status.attempts;
+    let first = if plan.spec.backup.is_some() && from != to {
+        Step::BackingUp
+    } else {
+        steps::after_backup(plan.spec, &from, &to)
+    };
+    plan.note(
+        NoteType::Normal,
+        "UpgradeStarted",
+        format!(
+            "upgrading from {} to {to} (attempt {attempt})",
+            display(&from)
+        ),
+    );
+    plan.status.upgrade = Some(Upgrade {
+        from,
+        to,
+        attempt,
+        step: first,
+        started_at: now,
+        step_started_at: now,
+        targets_done: 0,
+        backup: None,
+        previous_images,
+        previous_replicas: Vec::new(),
+        jobs_seen: Vec::new(),
+        prune: Vec::new(),
+        failure: None,
+    });
+    if first == Step::BackingUp {
+        steps::plan_prune(plan);
+    }
+    steps::advance(plan);
+}
+
+/// A version for messages: an unknown one is said so.
+pub fn display(version: &str) -> &str {
+    if version.is_empty() {
+        "an unknown version"
+    } else {
+        version
+    }
+}

@@ -1,0 +1,856 @@
+//! The step table, row by row, and each failure.
+
+use std::time::Duration;
+
+use crate::api::conditions::{ConditionStatus::*, RECONCILING, STALLED};
+use crate::api::*;
+
+use super::decide;
+use super::decision::Action;
+use super::fixtures::*;
+use super::observed::JobOutcome;
+
+fn set_images(decision: &super::Decision) -> Vec<&str> {
+    decision
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetImages { deployment, .. } => Some(deployment.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn image_of(world: &World, deployment: &str, container: &str) -> String {
+    world.cluster.deployments[deployment]
+        .image(container)
+        .unwrap()
+        .to_string()
+}
+
+fn ever_set_images(world: &World) -> bool {
+    world.log.iter().any(|d| !set_images(d).is_empty())
+}
+
+const BACKUP_REPORT: &str =
+    r#"{"location":"pvc://backups/meet/meet-backup-1.sql.gz","sizeBytes":2048,"sha256":"ab12"}"#;
+
+#[test]
+fn first_visit_at_the_version_is_ready_without_changes() {
+    let decision = decide(&full("1.0"), &cluster("1.0"));
+    assert!(decision.actions.is_empty());
+    assert_eq!(ready(&decision.status), (True, "Succeeded".into()));
+    assert_eq!(decision.status.current_version.as_deref(), Some("1.0"));
+    assert_eq!(decision.status.observed_generation, Some(1));
+    assert!(!has(&decision.status, STALLED) && !has(&decision.status, RECONCILING));
+}
+
+#[test]
+fn deciding_twice_on_the_same_state_changes_nothing() {
+    let mut world = World::new(full("1.0"), cluster("1.0"));
+    let first = world.step();
+    let second = world.step();
+    assert_eq!(
+        first.status, second.status,
+        "a status that differs each time makes the controller wake itself"
+    );
+}
+
+#[test]
+fn unavailable_targets_at_the_version_are_not_ready_but_not_stalled() {
+    let mut observed = cluster("1.0");
+    observed
+        .deployments
+        .get_mut("frontend")
+        .unwrap()
+        .available_replicas = 1;
+    let decision = decide(&release("1.0"), &observed);
+    assert_eq!(
+        ready(&decision.status),
+        (False, "TargetsUnavailable".into())
+    );
+    assert!(!has(&decision.status, STALLED));
+    assert!(decision.actions.is_empty());
+}
+
+#[test]
+fn invalid_specs_get_a_readable_condition_and_change_nothing() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut AppRelease)>, &str)> = vec![
+        (
+            "empty version",
+            Box::new(|r| r.spec.version = String::new()),
+            "spec.version",
+        ),
+        (
+            "version with +",
+            Box::new(|r| r.spec.version = "1.0+build".into()),
+            "spec.version",
+        ),
+        (
+            "version starting with -",
+            Box::new(|r| r.spec.version = "-1".into()),
+            "must start",
+        ),
+        (
+            "no targets",
+            Box::new(|r| r.spec.targets.clear()),
+            "spec.targets",
+        ),
+        (
+            "duplicate target",
+            Box::new(|r| {
+                let t = r.spec.targets[0].clone();
+                r.spec.targets.push(t)
+            }),
+            "listed twice",
+        ),
+        (
+            "bad deployment name",
+            Box::new(|r| r.spec.targets[0].deployment = "Back_End".into()),
+            "not a Deployment name",
+        ),
+        (
+            "empty container list",
+            Box::new(|r| r.spec.targets[0].containers = Some(vec![])),
+            "containers",
+        ),
+        (
+            "image with tag",
+            Box::new(|r| r.spec.targets[0].image = Some("ghcr.io/x:1".into())),
+            "without tag",
+        ),
+        (
+            "image with digest",
+            Box::new(|r| r.spec.targets[0].image = Some("x@sha256:00".into())),
+            "without tag",
+        ),
+        (
+            "keepLast 0",
+            Box::new(|r| r.spec.backup.as_mut().unwrap().keep_last = 0),
+            "keepLast",
+        ),
+        (
+            "backup timeout",
+            Box::new(|r| r.spec.backup.as_mut().unwrap().timeout = "soon".into()),
+            "spec.backup.timeout",
+        ),
+        (
+            "zero rollout timeout",
+            Box::new(|r| r.spec.rollout.timeout = "0s".into()),
+            "longer than zero",
+        ),
+        (
+            "migration timeout",
+            Box::new(|r| r.spec.migration.as_mut().unwrap().timeout = "1.5h".into()),
+            "spec.migration.timeout",
+        ),
+        (
+            "no containers",
+            Box::new(|r| {
+                r.spec
+                    .migration
+                    .as_mut()
+                    .unwrap()
+                    .template
+                    .spec
+                    .as_mut()
+                    .unwrap()
+                    .containers
+                    .clear()
+            }),
+            "at least one container",
+        ),
+        (
+            "no pod spec",
+            Box::new(|r| r.spec.verify.as_mut().unwrap().template.spec = None),
+            "spec.verify.template.spec",
+        ),
+        (
+            "restart Always",
+            Box::new(|r| {
+                r.spec
+                    .backup
+                    .as_mut()
+                    .unwrap()
+                    .template
+                    .spec
+                    .as_mut()
+                    .unwrap()
+                    .restart_policy = Some("Always".into())
+            }),
+            "restartPolicy",
+        ),
+        (
+            "downgrade without template",
+            Box::new(|r| r.spec.rollback.database = DatabaseRollback::Downgrade),
+            "downgrade",
+        ),
+        (
+            "restore without template",
+            Box::new(|r| r.spec.rollback.database = DatabaseRollback::Restore),
+            "restore",
+        ),
+        (
+            "restore without backup",
+            Box::new(|r| {
+                *r = with_database(r.clone(), DatabaseRollback::Restore);
+                r.spec.backup = None
+            }),
+            "no backup",
+        ),
+    ];
+    for (name, break_it, expected) in cases {
+        let mut r = full("2.0");
+        break_it(&mut r);
+        let decision = decide(&r, &cluster("1.0"));
+        assert!(
+            decision.actions.is_empty(),
+            "{name}: {:?}",
+            decision.actions
+        );
+        assert_eq!(
+            ready(&decision.status),
+            (False, "InvalidSpec".into()),
+            "{name}"
+        );
+        assert!(has(&decision.status, STALLED), "{name}");
+        let message = &decision.status.conditions[0].message;
+        assert!(message.contains(expected), "{name}: {message}");
+        assert_eq!(decision.notes.len(), 1, "{name}: one Event");
+        assert!(decision.status.upgrade.is_none(), "{name}");
+    }
+}
+
+#[test]
+fn missing_deployment_or_container_changes_nothing() {
+    let mut observed = cluster("1.0");
+    observed.deployments.remove("frontend");
+    let decision = decide(&full("2.0"), &observed);
+    assert!(decision.actions.is_empty());
+    assert_eq!(ready(&decision.status), (False, "TargetNotFound".into()));
+    assert!(
+        decision.status.conditions[0]
+            .message
+            .contains("\"frontend\"")
+    );
+
+    let mut r = full("2.0");
+    r.spec.targets[0].containers = Some(vec!["api".into()]);
+    let decision = decide(&r, &cluster("1.0"));
+    assert!(decision.actions.is_empty());
+    assert_eq!(ready(&decision.status), (False, "InvalidSpec".into()));
+    assert!(
+        decision.status.conditions[0]
+            .message
+            .contains("has no container \"api\" (it has backend, sidecar)")
+    );
+}
+
+#[test]
+fn a_missing_deployment_that_appears_later_is_upgraded() {
+    let mut world = World::new(release("2.0"), cluster("1.0"));
+    let frontend = world.cluster.deployments.remove("frontend").unwrap();
+    world.step();
+    assert_eq!(ready(world.status()), (False, "TargetNotFound".into()));
+    world
+        .cluster
+        .deployments
+        .insert("frontend".into(), frontend);
+    assert_eq!(world.run(20), None);
+    assert_eq!(world.status().current_version.as_deref(), Some("2.0"));
+}
+
+#[test]
+fn suspend_holds_the_upgrade() {
+    let mut r = full("2.0");
+    r.spec.suspend = true;
+    let decision = decide(&r, &cluster("1.0"));
+    assert!(decision.actions.is_empty());
+    assert_eq!(ready(&decision.status), (False, "Suspended".into()));
+    assert!(!has(&decision.status, STALLED));
+}
+
+#[test]
+fn happy_path_backs_up_migrates_rolls_out_in_order_and_verifies() {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    let job = world.run(5).expect("backup Job");
+    assert_eq!(job, "meet-backup-1");
+    let upgrade = world.status().upgrade.clone().unwrap();
+    assert_eq!(
+        (upgrade.from.as_str(), upgrade.to.as_str(), upgrade.step),
+        ("1.0", "2.0", Step::BackingUp)
+    );
+    assert_eq!(ready(world.status()), (Unknown, "Progressing".into()));
+    assert!(has(world.status(), RECONCILING));
+    assert!(
+        !ever_set_images(&world),
+        "nothing changes before the backup succeeded"
+    );
+
+    world.finish_job("backup", JobOutcome::Succeeded, Some(BACKUP_REPORT));
+    assert_eq!(world.run(5).as_deref(), Some("meet-migrate-1"));
+    assert!(
+        !ever_set_images(&world),
+        "migration runs before the rollout"
+    );
+    let Some(Action::CreateJob(request)) = world.log.last().unwrap().actions.first().cloned()
+    else {
+        panic!()
+    };
+    assert_eq!(request.app_image, "ghcr.io/meet/backend:2.0");
+    assert_eq!(request.backup_id.as_deref(), Some("meet-backup-1"));
+
+    world.finish_job("migrate", JobOutcome::Succeeded, None);
+    world.step();
+    assert_eq!(
+        set_images(world.log.last().unwrap()),
+        ["backend"],
+        "one target at a time, in order"
+    );
+    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:1.0");
+    assert_eq!(world.run(10).as_deref(), Some("meet-verify-1"));
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:2.0"
+    );
+    assert_eq!(
+        image_of(&world, "backend", "sidecar"),
+        "envoy:1.30",
+        "untargeted containers are untouched"
+    );
+    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:2.0");
+
+    world.finish_job("verify", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(5), None);
+    let status = world.status();
+    assert_eq!(status.current_version.as_deref(), Some("2.0"));
+    assert_eq!(ready(status), (True, "Succeeded".into()));
+    assert!(!has(status, RECONCILING) && !has(status, STALLED));
+    assert_eq!(status.history[0].result, UpgradeResult::Succeeded);
+    assert_eq!(status.history[0].backup.as_deref(), Some("meet-backup-1"));
+    let backup = &status.backups[0];
+    assert_eq!(
+        (backup.id.as_str(), backup.version.as_str()),
+        ("meet-backup-1", "1.0")
+    );
+    assert_eq!(
+        backup.location.as_deref(),
+        Some("pvc://backups/meet/meet-backup-1.sql.gz")
+    );
+    assert_eq!(
+        (backup.size_bytes, backup.sha256.as_deref()),
+        (Some(2048), Some("ab12"))
+    );
+    assert!(world.creates.values().all(|n| *n == 1));
+}
+
+#[test]
+fn backup_failure_aborts_before_any_change() {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    world.run(5);
+    world.finish_job(
+        "backup",
+        JobOutcome::Failed("BackoffLimitExceeded: pg_dump: connection refused".into()),
+        None,
+    );
+    assert_eq!(world.run(5), None);
+    assert!(!ever_set_images(&world));
+    let status = world.status();
+    assert_eq!(ready(status), (False, "BackupFailed".into()));
+    assert!(has(status, STALLED));
+    assert!(status.conditions[0].message.contains("connection refused"));
+    assert_eq!(status.history[0].result, UpgradeResult::Aborted);
+    assert!(status.backups.is_empty());
+    assert_eq!(status.current_version.as_deref(), Some("1.0"));
+    assert!(
+        world
+            .log
+            .last()
+            .unwrap()
+            .notes
+            .iter()
+            .any(|n| n.reason == "BackupFailed")
+    );
+}
+
+#[test]
+fn migration_failure_rolls_back_and_is_not_retried() {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    world.run(5);
+    world.finish_job("backup", JobOutcome::Succeeded, None);
+    world.run(5);
+    world.finish_job("migrate", JobOutcome::Failed("exit code 1".into()), None);
+    assert_eq!(world.run(10), None);
+    assert!(
+        !ever_set_images(&world),
+        "nothing was rolled out, so nothing to put back"
+    );
+    let status = world.status().clone();
+    assert_eq!(ready(&status), (False, "RolledBack".into()));
+    assert!(has(&status, STALLED));
+    assert_eq!(status.history[0].reason, "MigrationFailed");
+    for _ in 0..3 {
+        world.advance(Duration::from_secs(600));
+        world.step();
+    }
+    assert_eq!(
+        world.creates.len(),
+        2,
+        "the failed migration is not run again"
+    );
+}
+
+#[test]
+fn downgrade_runs_with_the_new_image_before_images_go_back() {
+    let r = with_database(
+        with_migration(release("2.0"), MigrationPhase::AfterRollout),
+        DatabaseRollback::Downgrade,
+    );
+    let mut world = World::new(r, cluster("1.0"));
+    assert_eq!(world.run(20).as_deref(), Some("meet-migrate-1"));
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:2.0",
+        "AfterRollout: rolled out first"
+    );
+    world.finish_job(
+        "migrate",
+        JobOutcome::Failed("DeadlineExceeded".into()),
+        None,
+    );
+    assert_eq!(world.run(5).as_deref(), Some("meet-downgrade-1"));
+    let Some(Action::CreateJob(request)) = world.log.last().unwrap().actions.first().cloned()
+    else {
+        panic!()
+    };
+    assert_eq!(request.app_image, "ghcr.io/meet/backend:2.0");
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:2.0",
+        "images wait for the downgrade"
+    );
+    world.finish_job("downgrade", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(10), None);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:1.0"
+    );
+    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:1.0");
+    assert_eq!(ready(world.status()), (False, "RolledBack".into()));
+}
+
+#[test]
+fn failed_downgrade_stops_and_leaves_targets_as_they_are() {
+    let r = with_database(
+        with_migration(release("2.0"), MigrationPhase::AfterRollout),
+        DatabaseRollback::Downgrade,
+    );
+    let mut world = World::new(r, cluster("1.0"));
+    world.run(20);
+    world.finish_job("migrate", JobOutcome::Failed("boom".into()), None);
+    world.run(5);
+    world.finish_job(
+        "downgrade",
+        JobOutcome::Failed("down-migration 42 failed".into()),
+        None,
+    );
+    assert_eq!(world.run(5), None);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:2.0"
+    );
+    let status = world.status();
+    assert_eq!(ready(status), (False, "RollbackFailed".into()));
+    assert!(has(status, STALLED));
+    assert!(
+        status.conditions[0]
+            .message
+            .contains("down-migration 42 failed")
+    );
+    assert_eq!(status.history[0].result, UpgradeResult::Failed);
+}
+
+#[test]
+fn readiness_failure_puts_back_exactly_the_previous_images_of_every_target() {
+    let mut world = World::new(release("3.0"), cluster("1.0"));
+    world.faults.bad_tags.push("3.0".into());
+    let before: Vec<_> = ["backend", "frontend"]
+        .iter()
+        .map(|d| world.images(d))
+        .collect();
+    // backend rolls out to 3.0, stalls, and everything goes back.
+    assert_eq!(world.run(20), None);
+    let after: Vec<_> = ["backend", "frontend"]
+        .iter()
+        .map(|d| world.images(d))
+        .collect();
+    assert_eq!(before, after);
+    let status = world.status().clone();
+    assert_eq!(ready(&status), (False, "RolledBack".into()));
+    assert_eq!(status.history[0].reason, "RolloutFailed");
+    assert!(status.history[0].message.contains("progress deadline"));
+    assert_eq!(status.failed.as_ref().unwrap().version, "3.0");
+
+    // Not retried with the same spec...
+    world.advance(Duration::from_secs(3600));
+    world.step();
+    assert!(world.log.last().unwrap().actions.is_empty());
+    assert_eq!(world.status().attempts, 1);
+    // ...but retried when the retry annotation changes...
+    world.release.metadata.annotations =
+        Some([(RETRY_ANNOTATION.to_string(), "1".to_string())].into());
+    world.step();
+    assert_eq!(world.status().attempts, 2);
+    assert_eq!(world.run(20), None);
+    assert_eq!(ready(world.status()), (False, "RolledBack".into()));
+    // ...and upgraded when the spec moves on to a good version.
+    world.set_version("4.0");
+    assert_eq!(world.run(20), None);
+    assert_eq!(ready(world.status()), (True, "Succeeded".into()));
+    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:4.0");
+}
+
+#[test]
+fn rollout_timeout_counts_without_a_progress_deadline() {
+    let mut r = release("2.0");
+    r.spec.rollout.timeout = "2m".into();
+    let mut world = World::new(r, cluster("1.0"));
+    world.step();
+    // The deployment controller never reports progress.
+    world
+        .cluster
+        .deployments
+        .get_mut("backend")
+        .unwrap()
+        .observed_generation = 2;
+    world.advance(Duration::from_secs(60));
+    world.step();
+    assert_eq!(
+        world.status().upgrade.as_ref().unwrap().step,
+        Step::RollingOut
+    );
+    world.advance(Duration::from_secs(61));
+    world.step();
+    let upgrade = world.status().upgrade.clone().unwrap();
+    assert_eq!(upgrade.step, Step::RollingBack);
+    assert!(upgrade.failure.unwrap().message.contains("rollout timeout"));
+}
+
+#[test]
+fn verify_failure_rolls_back() {
+    let mut world = World::new(with_verify(release("2.0")), cluster("1.0"));
+    assert_eq!(world.run(20).as_deref(), Some("meet-verify-1"));
+    world.finish_job(
+        "verify",
+        JobOutcome::Failed("smoke test: HTTP 500".into()),
+        None,
+    );
+    assert_eq!(world.run(20), None);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:1.0"
+    );
+    assert_eq!(world.status().history[0].reason, "VerifyFailed");
+}
+
+#[test]
+fn restore_scales_down_restores_this_backup_then_brings_everything_back() {
+    let r = with_database(
+        with_verify(with_backup(release("2.0"))),
+        DatabaseRollback::Restore,
+    );
+    let mut world = World::new(r, cluster("1.0"));
+    world.run(5);
+    world.finish_job("backup", JobOutcome::Succeeded, Some(BACKUP_REPORT));
+    world.run(20);
+    world.finish_job("verify", JobOutcome::Failed("bad".into()), None);
+    // Scale-down is recorded before it is done.
+    world.step();
+    let upgrade = world.status().upgrade.clone().unwrap();
+    assert_eq!(upgrade.step, Step::ScalingDown);
+    assert_eq!(upgrade.previous_replicas.len(), 2);
+    assert_eq!(upgrade.previous_replicas[0].replicas, 3);
+    world.settle_deployments();
+    assert_eq!(world.cluster.deployments["backend"].replicas, 0);
+    // Images are still the new ones while the restore runs.
+    world
+        .cluster
+        .deployments
+        .values_mut()
+        .for_each(|d| d.status_replicas = 0);
+    assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    let Some(Action::CreateJob(request)) = world.log.last().unwrap().actions.first().cloned()
+    else {
+        panic!()
+    };
+    assert_eq!(request.backup_id.as_deref(), Some("meet-backup-1"));
+    assert_eq!(
+        request.backup_location.as_deref(),
+        Some("pvc://backups/meet/meet-backup-1.sql.gz")
+    );
+    assert_eq!(world.cluster.deployments["frontend"].replicas, 0);
+    world.finish_job("restore", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(10), None);
+    assert_eq!(world.cluster.deployments["backend"].replicas, 3);
+    assert_eq!(world.cluster.deployments["frontend"].replicas, 2);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:1.0"
+    );
+    assert_eq!(ready(world.status()), (False, "RolledBack".into()));
+}
+
+#[test]
+fn failed_restore_leaves_targets_at_zero_and_names_the_backup() {
+    let r = with_database(
+        with_verify(with_backup(release("2.0"))),
+        DatabaseRollback::Restore,
+    );
+    let mut world = World::new(r, cluster("1.0"));
+    world.run(5);
+    world.finish_job("backup", JobOutcome::Succeeded, None);
+    world.run(20);
+    world.finish_job("verify", JobOutcome::Failed("bad".into()), None);
+    world.step();
+    world.settle_deployments();
+    world
+        .cluster
+        .deployments
+        .values_mut()
+        .for_each(|d| d.status_replicas = 0);
+    world.run(5);
+    world.finish_job(
+        "restore",
+        JobOutcome::Failed("pg_restore: error".into()),
+        None,
+    );
+    assert_eq!(world.run(5), None);
+    assert_eq!(world.cluster.deployments["backend"].replicas, 0);
+    let status = world.status();
+    assert_eq!(ready(status), (False, "RollbackFailed".into()));
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains("meet-backup-1") && message.contains("scaled to zero"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_running_migration_is_not_interrupted_by_a_new_version() {
+    let mut world = World::new(
+        with_migration(release("2.0"), MigrationPhase::BeforeRollout),
+        cluster("1.0"),
+    );
+    assert_eq!(world.run(5).as_deref(), Some("meet-migrate-1"));
+    world.set_version("3.0");
+    world.step();
+    world.step();
+    assert_eq!(
+        world.status().upgrade.as_ref().unwrap().step,
+        Step::Migrating
+    );
+    assert_eq!(world.creates.len(), 1);
+    assert!(!ever_set_images(&world));
+    world.finish_job("migrate-1", JobOutcome::Succeeded, None);
+    // Then it plans again from there: 3.0's migration, then the rollout of 3.0.
+    assert_eq!(world.run(5).as_deref(), Some("meet-migrate-2"));
+    let upgrade = world.status().upgrade.clone().unwrap();
+    assert_eq!((upgrade.from.as_str(), upgrade.to.as_str()), ("1.0", "3.0"));
+    assert_eq!(world.status().history[0].result, UpgradeResult::Superseded);
+    world.finish_job("migrate-2", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(20), None);
+    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:3.0");
+    assert!(!world.cluster.jobs.keys().any(|k| k.contains("2.0")));
+}
+
+#[test]
+fn a_backup_is_superseded_and_a_new_one_taken() {
+    let mut world = World::new(with_backup(release("2.0")), cluster("1.0"));
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-1"));
+    world.set_version("3.0");
+    world.step();
+    let upgrade = world.status().upgrade.clone().unwrap();
+    assert_eq!(
+        (upgrade.to.as_str(), upgrade.step),
+        ("3.0", Step::BackingUp)
+    );
+    assert_eq!(world.creates.get("meet-backup-2"), Some(&1));
+    assert_eq!(world.status().history[0].result, UpgradeResult::Superseded);
+    assert!(!ever_set_images(&world));
+}
+
+#[test]
+fn going_back_to_the_old_version_mid_rollout_rolls_back_and_is_ready() {
+    let mut world = World::new(release("3.0"), cluster("1.0"));
+    world.faults.bad_tags.push("3.0".into());
+    world.step();
+    world.settle_deployments();
+    world.set_version("1.0");
+    assert_eq!(world.run(20), None);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:1.0"
+    );
+    assert_eq!(world.status().history[0].reason, "Cancelled");
+    assert_eq!(ready(world.status()), (True, "Succeeded".into()));
+}
+
+#[test]
+fn a_crash_after_the_status_write_repeats_the_action_without_duplicating() {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    world.step_and_crash();
+    assert!(world.cluster.jobs.is_empty());
+    assert_eq!(
+        world.status().upgrade.as_ref().unwrap().step,
+        Step::BackingUp,
+        "intent written first"
+    );
+    world.step();
+    world.step();
+    assert_eq!(world.creates.get("meet-backup-1"), Some(&1));
+    assert_eq!(world.status().attempts, 1);
+}
+
+#[test]
+fn a_job_that_vanishes_after_it_was_seen_is_not_created_again() {
+    let mut world = World::new(
+        with_migration(release("2.0"), MigrationPhase::BeforeRollout),
+        cluster("1.0"),
+    );
+    world.run(5);
+    world.step();
+    world.cluster.jobs.remove("meet-migrate-1");
+    assert_eq!(world.run(10), None);
+    assert_eq!(world.creates["meet-migrate-1"], 1);
+    assert!(
+        world.status().history[0]
+            .message
+            .contains("not run a second time")
+    );
+}
+
+#[test]
+fn automatic_rollback_off_leaves_targets_for_a_human() {
+    let mut r = release("3.0");
+    r.spec.rollback.automatic = false;
+    let mut world = World::new(r, cluster("1.0"));
+    world.faults.bad_tags.push("3.0".into());
+    assert_eq!(world.run(20), None);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:3.0"
+    );
+    let status = world.status();
+    assert_eq!(ready(status), (False, "RolloutFailed".into()));
+    assert!(
+        status.conditions[0]
+            .message
+            .contains("backend/backend=ghcr.io/meet/backend:1.0")
+    );
+}
+
+#[test]
+fn a_target_deleted_mid_upgrade_rolls_the_others_back() {
+    let mut world = World::new(release("2.0"), cluster("1.0"));
+    world.step();
+    world.settle_deployments();
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:2.0"
+    );
+    world.cluster.deployments.remove("frontend");
+    world.step();
+    assert_eq!(world.run(10), None);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:1.0"
+    );
+    assert!(
+        world.status().history[0]
+            .message
+            .contains("frontend was deleted")
+    );
+}
+
+#[test]
+fn hand_edited_images_at_the_current_version_are_put_back_without_backup() {
+    let mut world = World::new(full("1.0"), cluster("1.0"));
+    world.step();
+    world
+        .cluster
+        .deployments
+        .get_mut("frontend")
+        .unwrap()
+        .containers[0]
+        .1 = "ghcr.io/meet/web:hotfix".into();
+    assert_eq!(
+        world.run(10).as_deref(),
+        Some("meet-verify-1"),
+        "no backup or migration for the same version"
+    );
+    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:1.0");
+}
+
+#[test]
+fn retention_keeps_the_newest_and_hands_the_rest_to_the_next_backup() {
+    let mut world = World::new(with_backup(release("1")), cluster("1"));
+    for v in 2..=6 {
+        world.set_version(&v.to_string());
+        let job = world.run(5).unwrap();
+        world.advance(Duration::from_secs(60));
+        world.finish_job(&job, JobOutcome::Succeeded, None);
+        assert_eq!(world.run(20), None);
+    }
+    let ids: Vec<_> = world
+        .status()
+        .backups
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(ids, ["meet-backup-5", "meet-backup-4", "meet-backup-3"]);
+    let last_request = world
+        .log
+        .iter()
+        .flat_map(|d| &d.actions)
+        .filter_map(|a| match a {
+            Action::CreateJob(r) => Some(r),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    assert_eq!(last_request.prune, ["meet-backup-2"]);
+}
+
+#[test]
+fn initial_adoption_uses_the_running_tag_as_from() {
+    let mut world = World::new(release("2.0"), cluster("1.0"));
+    world.step();
+    let upgrade = world.status().upgrade.clone().unwrap();
+    assert_eq!(upgrade.from, "1.0");
+    assert_eq!(upgrade.previous_images.len(), 2);
+    assert_eq!(
+        world.status().last_attempted_version.as_deref(),
+        Some("2.0")
+    );
+}
+
+#[test]
+fn an_invalid_spec_mid_upgrade_holds_without_acting() {
+    let mut world = World::new(
+        with_migration(release("2.0"), MigrationPhase::BeforeRollout),
+        cluster("1.0"),
+    );
+    world.run(5);
+    world.release.spec.rollout.timeout = "never".into();
+    let decision = world.step();
+    assert!(decision.actions.is_empty());
+    assert_eq!(ready(world.status()), (False, "InvalidSpec".into()));
+    assert!(
+        world.status().upgrade.is_some(),
+        "the upgrade is held, not forgotten"
+    );
+    world.release.spec.rollout.timeout = "10m".into();
+    world.finish_job("migrate", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(20), None);
+    assert_eq!(world.status().current_version.as_deref(), Some("2.0"));
+}
