@@ -1,1 +1,303 @@
+//! Property tests: random configurations driven through random interleavings of reconciles,
+//! crashes, Job outcomes, rollouts, time and spec changes; the invariants of DESIGN.md are
+//! checked after every step.
 
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::api::conditions::{self, ConditionStatus};
+use crate::api::*;
+
+use super::decide;
+use super::decision::Action;
+use super::fixtures::*;
+use super::observed::JobOutcome;
+
+#[derive(Clone, Debug)]
+enum Event {
+    Reconcile,
+    ReconcileAndCrash,
+    Rollout,
+    FinishJob { succeed: bool },
+    DeleteSeenJob,
+    Wait(u64),
+    SetVersion(&'static str),
+    Retry,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => Just(Event::Reconcile),
+        1 => Just(Event::ReconcileAndCrash),
+        3 => Just(Event::Rollout),
+        3 => any::<bool>().prop_map(|succeed| Event::FinishJob { succeed }),
+        1 => Just(Event::DeleteSeenJob),
+        2 => (1u64..900).prop_map(Event::Wait),
+        1 => prop_oneof![Just("1.0"), Just("2.0"), Just("3.0"), Just("4.0")].prop_map(Event::SetVersion),
+        1 => Just(Event::Retry),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    backup: bool,
+    migration: Option<MigrationPhase>,
+    verify: bool,
+    database: DatabaseRollback,
+    automatic: bool,
+    bad_tags: Vec<&'static str>,
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        any::<bool>(),
+        prop_oneof![
+            Just(None),
+            Just(Some(MigrationPhase::BeforeRollout)),
+            Just(Some(MigrationPhase::AfterRollout))
+        ],
+        any::<bool>(),
+        prop_oneof![
+            Just(DatabaseRollback::None),
+            Just(DatabaseRollback::Downgrade),
+            Just(DatabaseRollback::Restore)
+        ],
+        prop::bool::weighted(0.8),
+        prop::sample::subsequence(vec!["2.0", "3.0", "4.0"], 0..=2),
+    )
+        .prop_map(
+            |(backup, migration, verify, database, automatic, bad_tags)| Config {
+                // Restore needs a backup to restore from.
+                backup: backup || database == DatabaseRollback::Restore,
+                migration,
+                verify,
+                database,
+                automatic,
+                bad_tags,
+            },
+        )
+}
+
+fn build(config: &Config) -> World {
+    let mut r = release("2.0");
+    if config.backup {
+        r = with_backup(r);
+    }
+    if let Some(when) = config.migration {
+        r = with_migration(r, when);
+    }
+    if config.verify {
+        r = with_verify(r);
+    }
+    r = with_database(r, config.database);
+    r.spec.rollback.automatic = config.automatic;
+    let mut world = World::new(r, cluster("1.0"));
+    world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
+    world
+}
+
+/// Runs one event and checks every invariant that can be seen at that point.
+fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
+    match event {
+        Event::Reconcile | Event::ReconcileAndCrash => {
+            let before = world.release.status.clone().unwrap_or_default();
+            let seen = world.cluster.clone();
+            let decision = if matches!(event, Event::Reconcile) {
+                world.step()
+            } else {
+                world.step_and_crash()
+            };
+            check_decision(world, &seen, &before, &decision)?;
+        }
+        Event::Rollout => world.settle_deployments(),
+        Event::FinishJob { succeed } => {
+            let running = world
+                .cluster
+                .jobs
+                .iter()
+                .find(|(_, j)| j.outcome == JobOutcome::Running)
+                .map(|(n, _)| n.clone());
+            if let Some(name) = running {
+                let outcome = if *succeed {
+                    JobOutcome::Succeeded
+                } else {
+                    JobOutcome::Failed("scripted".into())
+                };
+                world.finish_job(&name, outcome, None);
+            }
+        }
+        Event::DeleteSeenJob => {
+            // Someone deletes a Job the operator has already seen (a TTL, a human).
+            let seen: Vec<String> = world
+                .log
+                .iter()
+                .filter_map(|d| d.status.upgrade.as_ref())
+                .flat_map(|u| u.jobs_seen.clone())
+                .collect();
+            if let Some(name) = seen.iter().find(|n| world.cluster.jobs.contains_key(*n)) {
+                world.cluster.jobs.remove(name);
+            }
+        }
+        Event::Wait(secs) => world.advance(Duration::from_secs(*secs)),
+        Event::SetVersion(v) => world.set_version(v),
+        Event::Retry => {
+            let n = world.log.len().to_string();
+            world.release.metadata.annotations = Some([(RETRY_ANNOTATION.to_string(), n)].into());
+        }
+    }
+    // Invariant 2: each Job (so each migration of a release, from, to, attempt) is created at
+    // most once, whatever happened to it afterwards.
+    for (name, count) in &world.creates {
+        prop_assert_eq!(*count, 1, "Job {} created {} times", name, count);
+    }
+    Ok(())
+}
+
+fn check_decision(
+    world: &World,
+    seen: &super::Observed,
+    before: &AppReleaseStatus,
+    decision: &super::Decision,
+) -> Result<(), TestCaseError> {
+    let status = &decision.status;
+    // Conditions: Ready always present; Stalled and Reconciling never both true.
+    let is_true = |t: &str| {
+        conditions::get(&status.conditions, t).is_some_and(|c| c.status == ConditionStatus::True)
+    };
+    prop_assert!(conditions::get(&status.conditions, conditions::READY).is_some());
+    prop_assert!(!(is_true(conditions::STALLED) && is_true(conditions::RECONCILING)));
+    prop_assert_eq!(
+        status.observed_generation,
+        world.release.metadata.generation
+    );
+
+    // Invariant 1: no target changes towards a new version before this upgrade's backup.
+    for action in &decision.actions {
+        if let (Action::SetImages { .. }, Some(upgrade)) = (action, &status.upgrade) {
+            let forward = upgrade.step == Step::RollingOut;
+            if forward && world.release.spec.backup.is_some() && upgrade.from != upgrade.to {
+                let backup = upgrade.backup.as_ref();
+                prop_assert!(
+                    backup.is_some(),
+                    "images changed before a backup: {:?}",
+                    upgrade
+                );
+                prop_assert!(
+                    status.backups.iter().any(|b| Some(&b.id) == backup),
+                    "backup not in inventory"
+                );
+            }
+        }
+    }
+
+    // Invariant 5: a rollback is declared finished only when the cluster it looked at runs
+    // exactly the recorded previous images.
+    if let (Some(upgrade), Some(last)) = (&before.upgrade, status.history.first()) {
+        if last.attempt == upgrade.attempt && last.result == UpgradeResult::RolledBack {
+            for p in &upgrade.previous_images {
+                if let Some(d) = seen.deployments.get(&p.deployment) {
+                    prop_assert_eq!(d.image(&p.container), Some(p.image.as_str()));
+                }
+            }
+        }
+    }
+
+    // Invariant 6: a backup an upgrade depends on stays in the inventory.
+    let depended: Vec<&String> = status
+        .upgrade
+        .iter()
+        .filter_map(|u| u.backup.as_ref())
+        .chain(status.history.first().and_then(|h| h.backup.as_ref()))
+        .collect();
+    for id in depended {
+        let was_recorded = before.backups.iter().any(|b| &b.id == id);
+        if was_recorded {
+            prop_assert!(
+                status.backups.iter().any(|b| &b.id == id),
+                "backup {} pruned while needed",
+                id
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn upgrades_keep_every_invariant(config in config(), events in prop::collection::vec(event(), 1..120)) {
+        let mut world = build(&config);
+        for event in &events {
+            play(&mut world, event)?;
+        }
+    }
+
+    #[test]
+    fn every_upgrade_comes_to_rest(config in config(), outcomes in prop::collection::vec(any::<bool>(), 0..8)) {
+        // With the cluster always catching up, an upgrade ends (succeeded, rolled back or
+        // stopped for a human) within a bounded number of reconciles.
+        let mut world = build(&config);
+        let mut outcomes = outcomes.into_iter();
+        for _ in 0..12 {
+            match world.run(50) {
+                Some(job) => {
+                    let outcome = if outcomes.next().unwrap_or(true) { JobOutcome::Succeeded } else { JobOutcome::Failed("x".into()) };
+                    world.finish_job(&job, outcome, None);
+                }
+                None => break,
+            }
+        }
+        prop_assert!(world.status().upgrade.is_none(), "still in flight: {:?}", world.status().upgrade);
+        let ready = conditions::get(&world.status().conditions, conditions::READY).unwrap();
+        let expected_ready = world.status().current_version.as_deref() == Some("2.0");
+        prop_assert_eq!(ready.status == ConditionStatus::True, expected_ready, "{:?}", ready);
+    }
+
+    #[test]
+    fn malformed_versions_change_nothing(version in "\\PC{0,140}") {
+        let mut r = full("2.0");
+        r.spec.version = version.clone();
+        let decision = decide(&r, &cluster("1.0"));
+        if version::tag_error(&version).is_some() {
+            prop_assert!(decision.actions.is_empty());
+            prop_assert!(decision.status.upgrade.is_none());
+            let ready = conditions::get(&decision.status.conditions, conditions::READY).unwrap();
+            prop_assert_eq!(ready.reason.as_str(), "InvalidSpec");
+            prop_assert!(ready.message.contains("spec.version"));
+        }
+    }
+
+    #[test]
+    fn malformed_durations_change_nothing(timeout in "[0-9hms. -]{0,8}", field in 0usize..4) {
+        let mut r = full("2.0");
+        match field {
+            0 => r.spec.rollout.timeout = timeout.clone(),
+            1 => r.spec.backup.as_mut().unwrap().timeout = timeout.clone(),
+            2 => r.spec.migration.as_mut().unwrap().timeout = timeout.clone(),
+            _ => r.spec.verify.as_mut().unwrap().timeout = timeout.clone(),
+        }
+        let decision = decide(&r, &cluster("1.0"));
+        if duration::parse(&timeout).is_err() {
+            prop_assert!(decision.actions.is_empty());
+            prop_assert_eq!(&conditions::get(&decision.status.conditions, conditions::READY).unwrap().reason, "InvalidSpec");
+        } else {
+            prop_assert!(!decision.actions.is_empty(), "a valid spec starts the upgrade");
+        }
+    }
+
+    #[test]
+    fn unknown_targets_change_nothing(deployment in "[a-z][a-z0-9-]{0,20}", container in "[a-z]{1,8}") {
+        let mut r = full("2.0");
+        r.spec.targets[1].deployment = deployment.clone();
+        r.spec.targets[0].containers = Some(vec![container.clone()]);
+        let decision = decide(&r, &cluster("1.0"));
+        let known = (deployment == "frontend" || deployment == "backend") && (container == "backend" || container == "sidecar");
+        if !known {
+            prop_assert!(decision.actions.is_empty());
+            let ready = conditions::get(&decision.status.conditions, conditions::READY).unwrap();
+            prop_assert!(ready.reason == "TargetNotFound" || ready.reason == "InvalidSpec", "{:?}", ready);
+        }
+    }
+}

@@ -303,10 +303,19 @@ fn supersede(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
     plan.status.attempts += 1;
     plan.status.last_attempted_version = Some(version.clone());
     let now = plan.now();
+    // A chain that started as a same-version repair has no backup yet: take one now, before
+    // anything moves towards the new version (invariant 1).
+    let needs_backup =
+        upgrade.backup.is_none() && plan.spec.backup.is_some() && upgrade.from != version;
+    let step = if needs_backup {
+        Step::BackingUp
+    } else {
+        after_backup(plan.spec, &upgrade.from, &version)
+    };
     let chained = Upgrade {
         to: version.clone(),
         attempt: plan.status.attempts,
-        step: after_backup(plan.spec, &upgrade.from, &version),
+        step,
         started_at: now,
         step_started_at: now,
         targets_done: 0,
@@ -325,6 +334,9 @@ fn supersede(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         ),
     );
     plan.status.upgrade = Some(chained);
+    if needs_backup {
+        plan_prune(plan);
+    }
     Flow::Moved
 }
 
