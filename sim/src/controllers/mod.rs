@@ -1,0 +1,37 @@
+//! Simulated controllers: garbage collection, Deployments and Jobs. Each runs as a task
+//! that reconciles on every store change and on a short tick (simulated time moves on
+//! even when nothing changes), until the cluster shuts down.
+
+pub mod gc;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+
+/// Real time between reconcile passes when nothing changes.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Starts every controller.
+pub fn start(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
+    vec![spawn(cluster.clone(), gc::sweep)]
+}
+
+/// Runs `pass` after each batch of store changes and every tick, until shutdown.
+fn spawn(cluster: Arc<Cluster>, mut pass: impl FnMut(&Cluster) + Send + 'static) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut changes = cluster.store.subscribe();
+        let mut shutdown = cluster.shutdown.clone();
+        loop {
+            pass(&cluster);
+            tokio::select! {
+                // Lagging only means several changes piled up; one pass covers them all.
+                _ = changes.recv() => {}
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    })
+}

@@ -1,0 +1,118 @@
+//! Every API request counted per (verb, resource), and a bounded log of recent requests,
+//! so tests and benchmarks can check how many calls an operator made (and of which kind).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+const LOG_LIMIT: usize = 10_000;
+
+/// One request as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: String,
+    /// Plural resource, with `/subresource` when one was addressed (`appreleases/status`).
+    pub resource: String,
+    /// API group ("" for core).
+    pub group: String,
+    /// Namespace, "" when cluster-wide.
+    pub namespace: String,
+    /// Object name, "" for collections.
+    pub name: String,
+    /// The client's User-Agent.
+    pub user_agent: String,
+}
+
+/// A (verb, resource) count, as `/sim/requests` reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Count {
+    /// Verb.
+    pub verb: String,
+    /// Resource (with subresource).
+    pub resource: String,
+    /// Requests seen.
+    pub count: u64,
+}
+
+#[derive(Default)]
+struct State {
+    counts: BTreeMap<(String, String), u64>,
+    recent: VecDeque<RequestRecord>,
+}
+
+/// The request counters.
+#[derive(Default)]
+pub struct RequestLog {
+    state: Mutex<State>,
+}
+
+/// Verbs that change objects.
+pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+impl RequestLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one request.
+    pub fn record(&self, record: RequestRecord) {
+        let mut s = self.lock();
+        *s.counts
+            .entry((record.verb.clone(), record.resource.clone()))
+            .or_default() += 1;
+        s.recent.push_back(record);
+        if s.recent.len() > LOG_LIMIT {
+            s.recent.pop_front();
+        }
+    }
+
+    /// Requests with this verb on this resource (`("create", "jobs")`).
+    pub fn count(&self, verb: &str, resource: &str) -> u64 {
+        self.lock()
+            .counts
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// All writes (create, update, patch, delete) to a resource, subresources included.
+    pub fn writes(&self, resource: &str) -> u64 {
+        self.lock()
+            .counts
+            .iter()
+            .filter(|((verb, res), _)| {
+                WRITE_VERBS.contains(&verb.as_str())
+                    && (res == resource || res.starts_with(&format!("{resource}/")))
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Every (verb, resource) count.
+    pub fn counts(&self) -> Vec<Count> {
+        self.lock()
+            .counts
+            .iter()
+            .map(|((verb, resource), count)| Count {
+                verb: verb.clone(),
+                resource: resource.clone(),
+                count: *count,
+            })
+            .collect()
+    }
+
+    /// The most recent requests, oldest first.
+    pub fn recent(&self) -> Vec<RequestRecord> {
+        self.lock().recent.iter().cloned().collect()
+    }
+
+    /// Clears counts and log.
+    pub fn reset(&self) {
+        let mut s = self.lock();
+        s.counts.clear();
+        s.recent.clear();
+    }
+}

@@ -1,0 +1,326 @@
+//! The simulator through the real kube client: CRUD, errors, selectors, paging, status
+//! subresource, generation, server-side apply and the runtime watcher across a 410.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use kube::runtime::watcher;
+use serde_json::json;
+
+fn config_map(name: &str, labels: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels},
+                                  "data": {"k": "v"}}))
+    .unwrap()
+}
+
+fn api_status(err: kube::Error) -> (u16, String) {
+    match err {
+        kube::Error::Api(s) => (s.code, s.reason),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn crud_errors_selectors_and_paging() {
+    let (_sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    let created = cms
+        .create(
+            &PostParams::default(),
+            &config_map("a", json!({"tier": "web"})),
+        )
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    cms.create(
+        &PostParams::default(),
+        &config_map("b", json!({"tier": "db"})),
+    )
+    .await
+    .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &config_map("c", json!({"tier": "web"})),
+    )
+    .await
+    .unwrap();
+
+    let dup = cms
+        .create(&PostParams::default(), &config_map("a", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(dup), (409, "AlreadyExists".into()));
+    assert_eq!(
+        api_status(cms.get("nope").await.unwrap_err()),
+        (404, "NotFound".into())
+    );
+
+    // A stale resourceVersion loses against a newer write.
+    let mut stale = created.clone();
+    let mut fresh = created.clone();
+    fresh.data = Some([("k".to_string(), "new".to_string())].into());
+    cms.replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    stale.data = Some([("k".to_string(), "stale".to_string())].into());
+    let conflict = cms
+        .replace("a", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(conflict), (409, "Conflict".into()));
+
+    let web = cms
+        .list(&ListParams::default().labels("tier=web"))
+        .await
+        .unwrap();
+    let names: Vec<_> = web
+        .items
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+
+    let page = cms.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let token = page.metadata.continue_.clone().expect("a continue token");
+    let rest = cms
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].metadata.name.as_deref(), Some("c"));
+
+    cms.delete("b", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_status(cms.get("b").await.unwrap_err()).0, 404);
+
+    let other_ns: Api<ConfigMap> = Api::namespaced(client, "missing");
+    let err = other_ns
+        .create(&PostParams::default(), &config_map("x", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(err).0, 404);
+}
+
+async fn install_widgets(client: &kube::Client) -> Api<DynamicObject> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(common::widget_crd()).unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "widgets.example.com",
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(10), established)
+        .await
+        .unwrap()
+        .unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    Api::namespaced_with(client.clone(), "default", &ar)
+}
+
+#[tokio::test]
+async fn custom_resources_have_generation_and_a_separate_status() {
+    let (_sim, client) = common::start(1.0).await;
+    let widgets = install_widgets(&client).await;
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 1},
+        "status": {"ignored": true}}))
+    .unwrap();
+    let created = widgets.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(
+        created.data.get("status").is_none(),
+        "status is not set on create"
+    );
+
+    let status = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "status": {"conditions": [{"type": "Ready", "status": "True", "message": "ok"}]}});
+    let pp = PatchParams::apply("widget-controller").force();
+    let after_status = widgets
+        .patch_status("w1", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        after_status.metadata.generation,
+        Some(1),
+        "status writes keep generation"
+    );
+    assert_eq!(
+        after_status.data["status"]["conditions"][0]["status"],
+        "True"
+    );
+
+    let spec = json!({"spec": {"size": 2}});
+    let after_spec = widgets
+        .patch("w1", &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .unwrap();
+    assert_eq!(after_spec.metadata.generation, Some(2));
+    assert_eq!(
+        after_spec.data["status"]["conditions"][0]["message"], "ok",
+        "spec writes keep status"
+    );
+
+    // The main resource ignores status changes.
+    let sneaky = json!({"status": {"conditions": []}});
+    let kept = widgets
+        .patch("w1", &PatchParams::default(), &Patch::Merge(&sneaky))
+        .await
+        .unwrap();
+    assert_eq!(kept.data["status"]["conditions"][0]["type"], "Ready");
+
+    let smp = widgets
+        .patch("w1", &PatchParams::default(), &Patch::Strategic(&spec))
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(smp).0, 415);
+}
+
+#[tokio::test]
+async fn server_side_apply_touches_only_the_applied_image() {
+    let (_sim, client) = common::start(1.0).await;
+    let deploys: Api<Deployment> = Api::namespaced(client, "default");
+    let d: Deployment = serde_json::from_value(common::deployment(
+        "web",
+        3,
+        &[("app", "app:1"), ("side", "side:1")],
+    ))
+    .unwrap();
+    deploys
+        .create(
+            &PostParams {
+                field_manager: Some("gitops".into()),
+                ..Default::default()
+            },
+            &d,
+        )
+        .await
+        .unwrap();
+
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}});
+    let err = deploys
+        .patch(
+            "web",
+            &PatchParams::apply("apprelease-operator"),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected a Status")
+    };
+    assert_eq!(status.code, 409);
+    assert!(status.message.contains("gitops"), "{}", status.message);
+
+    let applied = deploys
+        .patch(
+            "web",
+            &PatchParams::apply("apprelease-operator").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+    let spec = applied.spec.unwrap();
+    let containers = spec.template.spec.unwrap().containers;
+    assert_eq!(containers.len(), 2);
+    assert_eq!(containers[0].image.as_deref(), Some("app:2"));
+    assert_eq!(containers[1].image.as_deref(), Some("side:1"));
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(applied.metadata.generation, Some(2));
+    let managers: Vec<String> = applied
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|m| format!("{}:{}", m.manager.unwrap(), m.operation.unwrap()))
+        .collect();
+    assert_eq!(managers, ["gitops:Update", "apprelease-operator:Apply"]);
+
+    // Re-applying the same image is a no-op for the generation.
+    let again = deploys
+        .patch(
+            "web",
+            &PatchParams::apply("apprelease-operator").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.metadata.generation, Some(2));
+}
+
+#[tokio::test]
+async fn watcher_relists_after_410() {
+    let (sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &config_map("first", json!({})))
+        .await
+        .unwrap();
+
+    let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
+    // Drain the initial list.
+    loop {
+        match events.try_next().await.unwrap().unwrap() {
+            watcher::Event::InitDone => break,
+            _ => continue,
+        }
+    }
+    // Drop the watch and forget history, then change things while the watcher is away:
+    // its resumed watch gets 410 Gone and it must relist to see "second".
+    sim.add_fault(apprelease_sim::Fault::Api(apprelease_sim::ApiFault {
+        verbs: vec!["watch".into()],
+        resources: vec!["configmaps".into()],
+        effect: apprelease_sim::ApiEffect::DropWatch { after_millis: 0 },
+        rate: 1.0,
+        count: Some(1),
+    }));
+    sim.compact();
+    cms.create(&PostParams::default(), &config_map("second", json!({})))
+        .await
+        .unwrap();
+    sim.compact();
+
+    let mut saw_gone = false;
+    let mut relisted_second = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(saw_gone && relisted_second) && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Err(watcher::Error::WatchError(s)))) if s.code == 410 => saw_gone = true,
+            Ok(Some(Ok(watcher::Event::InitApply(cm))))
+                if cm.metadata.name.as_deref() == Some("second") =>
+            {
+                relisted_second = true;
+            }
+            Ok(Some(Ok(watcher::Event::Apply(cm))))
+                if cm.metadata.name.as_deref() == Some("second") =>
+            {
+                relisted_second = true;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(saw_gone, "the resumed watch was answered with 410 Gone");
+    assert!(
+        relisted_second,
+        "the watcher saw the object created while it was away"
+    );
+    assert!(
+        sim.requests().count("list", "configmaps") >= 2,
+        "it relisted"
+    );
+}
