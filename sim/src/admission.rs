@@ -55,17 +55,21 @@ fn set_default(obj: &mut Value, pointer: &str, value: Value) {
         return;
     }
     let mut node = obj;
-    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
     for (i, part) in parts.iter().enumerate() {
         if !node.is_object() {
             *node = json!({});
         }
         let map = node.as_object_mut().expect("made an object");
         if i == parts.len() - 1 {
-            map.insert(part.to_string(), value);
+            map.insert(part.clone(), value);
             return;
         }
-        node = map.entry(part.to_string()).or_insert_with(|| json!({}));
+        node = map.entry(part.clone()).or_insert_with(|| json!({}));
     }
 }
 

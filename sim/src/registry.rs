@@ -236,6 +236,15 @@ pub fn builtins() -> Vec<ResourceType> {
     ]
 }
 
+/// A built-in kind by name (`"Pod"`); panics on a kind this module does not define, which
+/// is a programming error in the caller.
+pub fn builtin(kind: &str) -> ResourceType {
+    builtins()
+        .into_iter()
+        .find(|t| t.kind == kind && (t.group.is_empty() || kind != "Event"))
+        .unwrap_or_else(|| panic!("{kind} is not a built-in kind"))
+}
+
 /// Builds the resource type a stored CRD object defines, if it is well-formed.
 pub fn from_crd(crd: &Value) -> Option<ResourceType> {
     let spec = crd.get("spec")?;

@@ -2,7 +2,10 @@
 //! that reconciles on every store change and on a short tick (simulated time moves on
 //! even when nothing changes), until the cluster shuts down.
 
+mod conditions;
+pub mod deployment;
 pub mod gc;
+pub mod job;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,13 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Starts every controller.
 pub fn start(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
-    vec![spawn(cluster.clone(), gc::sweep)]
+    let mut deployments = deployment::DeploymentController::default();
+    let mut jobs = job::JobController::default();
+    vec![
+        spawn(cluster.clone(), gc::sweep),
+        spawn(cluster.clone(), move |c| deployments.reconcile_all(c)),
+        spawn(cluster.clone(), move |c| jobs.reconcile_all(c)),
+    ]
 }
 
 /// Runs `pass` after each batch of store changes and every tick, until shutdown.

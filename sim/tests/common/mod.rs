@@ -86,3 +86,37 @@ pub fn deployment(name: &str, replicas: i32, containers: &[(&str, &str)]) -> Val
         }
     })
 }
+
+/// Polls `get` until `done` holds for the object, failing the test after 30 s.
+pub async fn wait_for<K, F>(api: &kube::Api<K>, name: &str, what: &str, done: F) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: Fn(&K) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let last = api.get_opt(name).await.expect("get works");
+        if let Some(obj) = &last
+            && done(obj)
+        {
+            return obj.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {name}: {what}; last seen: {last:#?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A Job whose single container runs `image`.
+pub fn job(name: &str, image: &str, labels: Value, backoff_limit: i32) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "template": {"spec": {"restartPolicy": "Never",
+                                  "containers": [{"name": "main", "image": image}]}}
+        }
+    })
+}

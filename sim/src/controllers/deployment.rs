@@ -1,0 +1,286 @@
+//! The Deployment controller, simulated: pods are counted, not stored. A template change
+//! starts a rolling update bounded by maxSurge/maxUnavailable (or a Recreate), pods become
+//! ready after a (simulated) delay unless their image is faulted, and status reports
+//! replicas, updated/ready/available counts, observedGeneration, and the Available and
+//! Progressing conditions, including ProgressDeadlineExceeded.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::conditions::condition;
+use crate::cluster::Cluster;
+use crate::faults::images;
+use crate::meta;
+use crate::registry;
+use crate::store::Target;
+
+struct SimPod {
+    template_hash: String,
+    images: Vec<String>,
+    created: Instant,
+}
+
+#[derive(Default)]
+struct Rollout {
+    pods: Vec<SimPod>,
+    template_hash: String,
+    last_progress: Option<Instant>,
+    last_counts: (usize, usize, usize),
+}
+
+/// The controller's memory of each Deployment, by uid.
+#[derive(Default)]
+pub struct DeploymentController {
+    rollouts: HashMap<String, Rollout>,
+}
+
+/// `maxSurge`/`maxUnavailable`: an absolute number or a percentage of `replicas`.
+fn resolve(value: Option<&Value>, replicas: usize, round_up: bool, default: &str) -> usize {
+    let default = json!(default);
+    match value.unwrap_or(&default) {
+        Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
+        Value::String(s) => {
+            let pct: f64 = s.trim_end_matches('%').parse().unwrap_or(0.0);
+            let exact = pct * replicas as f64 / 100.0;
+            if round_up {
+                exact.ceil() as usize
+            } else {
+                exact.floor() as usize
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// A short stable hash of the pod template (like `pod-template-hash`).
+fn template_hash(template: Option<&Value>) -> String {
+    let text = template.map(Value::to_string).unwrap_or_default();
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{:010x}", h & 0xff_ffff_ffff)
+}
+
+impl DeploymentController {
+    /// One pass over every Deployment.
+    pub fn reconcile_all(&mut self, cluster: &Cluster) {
+        let rt = registry::builtin("Deployment");
+        let (deployments, _) = cluster.store.list(&rt.key(), None);
+        self.rollouts
+            .retain(|uid, _| deployments.iter().any(|d| meta::uid(d) == uid));
+        for d in deployments {
+            if d.pointer("/metadata/deletionTimestamp").is_some() {
+                continue;
+            }
+            let status = self.reconcile(cluster, &d);
+            if Some(&status) != d.get("status") {
+                let mut updated = d.clone();
+                updated["status"] = status;
+                // A conflict means someone wrote meanwhile; the next pass catches up.
+                let _ = cluster.store.update(&rt, updated, Target::Status);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, cluster: &Cluster, d: &Value) -> Value {
+        let spec = &d["spec"];
+        let replicas = spec["replicas"].as_u64().unwrap_or(1) as usize;
+        let template = spec.get("template");
+        let hash = template_hash(template);
+        let wanted_images = images(template.and_then(|t| t.get("spec")));
+        let min_ready = spec["minReadySeconds"].as_u64().unwrap_or(0);
+        let ready_after = cluster.pod_ready_after + std::time::Duration::from_secs(min_ready);
+        let rollout = self.rollouts.entry(meta::uid(d).to_string()).or_default();
+        let now = Instant::now();
+        let mut progressed = false;
+        if rollout.template_hash != hash {
+            rollout.template_hash = hash.clone();
+            progressed = true;
+        }
+        let is_ready = |p: &SimPod| {
+            p.images
+                .iter()
+                .all(|i| cluster.faults.image_effect(i).is_none())
+                && cluster.clock.since(p.created) >= ready_after
+        };
+
+        if spec["paused"] != json!(true) {
+            let recreate = spec.pointer("/strategy/type") == Some(&json!("Recreate"));
+            let surge = resolve(
+                spec.pointer("/strategy/rollingUpdate/maxSurge"),
+                replicas,
+                true,
+                "25%",
+            );
+            let mut unavailable = resolve(
+                spec.pointer("/strategy/rollingUpdate/maxUnavailable"),
+                replicas,
+                false,
+                "25%",
+            );
+            if surge == 0 && unavailable == 0 {
+                unavailable = 1;
+            }
+            let new_pod = || SimPod {
+                template_hash: hash.clone(),
+                images: wanted_images.clone(),
+                created: now,
+            };
+            let old_count = rollout
+                .pods
+                .iter()
+                .filter(|p| p.template_hash != hash)
+                .count();
+            if recreate {
+                if old_count > 0 {
+                    rollout.pods.retain(|p| p.template_hash == hash);
+                } else {
+                    while rollout.pods.len() < replicas {
+                        rollout.pods.push(new_pod());
+                    }
+                }
+            } else {
+                // Scale the new pods up within the surge budget.
+                let new_count = rollout.pods.len() - old_count;
+                let room = (replicas + surge).saturating_sub(rollout.pods.len());
+                for _ in 0..room.min(replicas.saturating_sub(new_count)) {
+                    rollout.pods.push(new_pod());
+                }
+                // Old pods that are not ready hold no availability: drop them first.
+                rollout
+                    .pods
+                    .retain(|p| p.template_hash == hash || is_ready(p));
+                // Then old ready pods, as long as enough pods stay available.
+                let min_available = replicas.saturating_sub(unavailable);
+                let mut spare = rollout
+                    .pods
+                    .iter()
+                    .filter(|p| is_ready(p))
+                    .count()
+                    .saturating_sub(min_available);
+                rollout.pods.retain(|p| {
+                    if p.template_hash != hash && spare > 0 {
+                        spare -= 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            // Without old pods, follow replicas (scaling down drops unready pods first).
+            if rollout.pods.iter().all(|p| p.template_hash == hash) {
+                while rollout.pods.len() < replicas {
+                    rollout.pods.push(new_pod());
+                }
+                while rollout.pods.len() > replicas {
+                    let victim = rollout
+                        .pods
+                        .iter()
+                        .position(|p| !is_ready(p))
+                        .unwrap_or(rollout.pods.len() - 1);
+                    rollout.pods.remove(victim);
+                }
+            }
+        }
+
+        let total = rollout.pods.len();
+        let updated = rollout
+            .pods
+            .iter()
+            .filter(|p| p.template_hash == hash)
+            .count();
+        let ready = rollout.pods.iter().filter(|p| is_ready(p)).count();
+        if rollout.last_counts != (total, updated, ready) {
+            rollout.last_counts = (total, updated, ready);
+            progressed = true;
+        }
+        if progressed || rollout.last_progress.is_none() {
+            rollout.last_progress = Some(now);
+        }
+        let unavailable_budget = resolve(
+            spec.pointer("/strategy/rollingUpdate/maxUnavailable"),
+            replicas,
+            false,
+            "25%",
+        );
+        let complete = updated == replicas && total == replicas && ready == replicas;
+        let deadline = spec["progressDeadlineSeconds"].as_u64().unwrap_or(600);
+        let stalled = !complete
+            && rollout
+                .last_progress
+                .is_some_and(|t| cluster.clock.since(t).as_secs() >= deadline);
+        let rs_name = format!("{}-{}", meta::name(d), hash);
+        let old_conditions = d.pointer("/status/conditions");
+        let available = if ready >= replicas.saturating_sub(unavailable_budget) {
+            condition(
+                old_conditions,
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                false,
+                true,
+            )
+        } else {
+            condition(
+                old_conditions,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                false,
+                true,
+            )
+        };
+        let progressing = if complete {
+            condition(
+                old_conditions,
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                false,
+                true,
+            )
+        } else if stalled {
+            condition(
+                old_conditions,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                false,
+                true,
+            )
+        } else {
+            condition(
+                old_conditions,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                progressed,
+                true,
+            )
+        };
+        let mut status = json!({
+            "observedGeneration": meta::generation(d),
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": [available, progressing],
+        });
+        let unavailable_now = total.max(replicas).saturating_sub(ready);
+        if unavailable_now > 0 {
+            status["unavailableReplicas"] = json!(unavailable_now);
+        }
+        // Like the real controller, zero counts are omitted.
+        if let Some(map) = status.as_object_mut() {
+            map.retain(|_, v| v != &json!(0));
+        }
+        status
+    }
+}

@@ -1,0 +1,380 @@
+//! The Job controller, simulated: one Pod per attempt (labelled and owned like real Job
+//! pods), running for a scripted (simulated) duration and ending as scripted, with
+//! `backoffLimit` (exponential retry delay), `activeDeadlineSeconds`, `parallelism`,
+//! `completions`, the Complete/Failed conditions, and the container's termination message
+//! carried in the Pod status where clients read it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::conditions::condition;
+use crate::cluster::Cluster;
+use crate::faults::{JobResult, PodOutcome};
+use crate::meta;
+use crate::registry::{self, ResourceType};
+use crate::store::Target;
+
+/// First retry delay after a failed pod; doubles per failure up to `MAX_BACKOFF` (simulated).
+const BASE_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(360);
+
+struct Attempt {
+    pod: String,
+    started: Instant,
+    outcome: PodOutcome,
+    finished: Option<bool>,
+    finished_at: Option<Instant>,
+}
+
+struct Run {
+    started: Instant,
+    attempts: Vec<Attempt>,
+}
+
+/// The controller's memory of each Job, by uid.
+#[derive(Default)]
+pub struct JobController {
+    runs: HashMap<String, Run>,
+}
+
+fn finished(job: &Value) -> bool {
+    job.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+            })
+        })
+}
+
+impl JobController {
+    /// One pass over every Job.
+    pub fn reconcile_all(&mut self, cluster: &Cluster) {
+        let jobs_rt = registry::builtin("Job");
+        let pods_rt = registry::builtin("Pod");
+        let (jobs, _) = cluster.store.list(&jobs_rt.key(), None);
+        self.runs
+            .retain(|uid, _| jobs.iter().any(|j| meta::uid(j) == uid));
+        for job in jobs {
+            if job.pointer("/metadata/deletionTimestamp").is_some()
+                || finished(&job)
+                || job.pointer("/spec/suspend") == Some(&json!(true))
+            {
+                continue;
+            }
+            let status = self.reconcile(cluster, &pods_rt, &job);
+            if Some(&status) != job.get("status") {
+                let mut updated = job.clone();
+                updated["status"] = status;
+                // A conflict means someone wrote meanwhile; the next pass catches up.
+                let _ = cluster.store.update(&jobs_rt, updated, Target::Status);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, cluster: &Cluster, pods_rt: &ResourceType, job: &Value) -> Value {
+        let now = Instant::now();
+        let spec = &job["spec"];
+        let run = self.runs.entry(meta::uid(job).to_string()).or_insert(Run {
+            started: now,
+            attempts: Vec::new(),
+        });
+        let mut status = job.get("status").cloned().unwrap_or_else(|| json!({}));
+        if status.get("startTime").is_none() {
+            status["startTime"] = json!(meta::now());
+        }
+
+        // Running pods whose time has come end as scripted.
+        for a in run.attempts.iter_mut().filter(|a| a.finished.is_none()) {
+            let due = cluster.clock.since(a.started) >= a.outcome.after;
+            let ok = match &a.outcome.result {
+                JobResult::Hang => continue,
+                _ if !due => continue,
+                JobResult::Succeed { message } => {
+                    finish_pod(
+                        cluster,
+                        pods_rt,
+                        job,
+                        &a.pod,
+                        0,
+                        "Completed",
+                        message.as_deref(),
+                    );
+                    true
+                }
+                JobResult::Fail { exit_code, message } => {
+                    finish_pod(
+                        cluster,
+                        pods_rt,
+                        job,
+                        &a.pod,
+                        *exit_code,
+                        "Error",
+                        message.as_deref(),
+                    );
+                    false
+                }
+            };
+            a.finished = Some(ok);
+            a.finished_at = Some(now);
+        }
+
+        let succeeded = run
+            .attempts
+            .iter()
+            .filter(|a| a.finished == Some(true))
+            .count();
+        let failed = run
+            .attempts
+            .iter()
+            .filter(|a| a.finished == Some(false))
+            .count();
+        let active: Vec<&Attempt> = run
+            .attempts
+            .iter()
+            .filter(|a| a.finished.is_none())
+            .collect();
+        let completions = spec["completions"].as_u64().unwrap_or(1) as usize;
+        let parallelism = spec["parallelism"].as_u64().unwrap_or(1) as usize;
+        let backoff_limit = spec["backoffLimit"].as_u64().unwrap_or(6) as usize;
+        let deadline = spec["activeDeadlineSeconds"]
+            .as_u64()
+            .map(Duration::from_secs);
+        let conditions = job.pointer("/status/conditions").cloned();
+        let mut end: Option<(&str, &str, &str)> = None;
+
+        if succeeded >= completions {
+            end = Some((
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+        } else if failed > backoff_limit {
+            end = Some((
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ));
+        } else if deadline.is_some_and(|d| cluster.clock.since(run.started) >= d) {
+            end = Some((
+                "Failed",
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ));
+        }
+
+        let mut active_count = active.len();
+        let mut failed_count = failed;
+        match end {
+            Some((type_, reason, message)) => {
+                if type_ == "Failed" {
+                    // Whatever still runs is killed, and counts as failed.
+                    let running: Vec<String> = active.iter().map(|a| a.pod.clone()).collect();
+                    for pod in &running {
+                        finish_pod(cluster, pods_rt, job, pod, 137, reason, None);
+                    }
+                    for a in run.attempts.iter_mut().filter(|a| a.finished.is_none()) {
+                        a.finished = Some(false);
+                    }
+                    failed_count += running.len();
+                    active_count = 0;
+                    let target = condition(
+                        conditions.as_ref(),
+                        "FailureTarget",
+                        "True",
+                        reason,
+                        message,
+                        false,
+                        false,
+                    );
+                    let failed_c = condition(
+                        conditions.as_ref(),
+                        "Failed",
+                        "True",
+                        reason,
+                        message,
+                        false,
+                        false,
+                    );
+                    status["conditions"] = json!([target, failed_c]);
+                } else {
+                    status["completionTime"] = json!(meta::now());
+                    let ok = condition(
+                        conditions.as_ref(),
+                        "SuccessCriteriaMet",
+                        "True",
+                        reason,
+                        message,
+                        false,
+                        false,
+                    );
+                    let complete = condition(
+                        conditions.as_ref(),
+                        "Complete",
+                        "True",
+                        reason,
+                        message,
+                        false,
+                        false,
+                    );
+                    status["conditions"] = json!([ok, complete]);
+                }
+            }
+            None => {
+                let last_failure = run
+                    .attempts
+                    .iter()
+                    .filter(|a| a.finished == Some(false))
+                    .filter_map(|a| a.finished_at)
+                    .max();
+                let backoff = if failed == 0 {
+                    Duration::ZERO
+                } else {
+                    BASE_BACKOFF
+                        .saturating_mul(1 << (failed - 1).min(10))
+                        .min(MAX_BACKOFF)
+                };
+                let waited = last_failure.is_none_or(|t| cluster.clock.since(t) >= backoff);
+                let wanted = parallelism.min(completions.saturating_sub(succeeded));
+                if waited {
+                    while active_count < wanted {
+                        let outcome = cluster.faults.job_outcome(job, cluster.default_job_run);
+                        match create_pod(cluster, pods_rt, job) {
+                            Some(pod) => {
+                                run.attempts.push(Attempt {
+                                    pod,
+                                    started: now,
+                                    outcome,
+                                    finished: None,
+                                    finished_at: None,
+                                });
+                                active_count += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        status["active"] = json!(active_count);
+        status["ready"] = json!(active_count);
+        status["succeeded"] = json!(succeeded);
+        status["failed"] = json!(failed_count);
+        status["terminating"] = json!(0);
+        if let Some(map) = status.as_object_mut() {
+            // Zero counts are omitted, as the real controller does (ready/terminating stay).
+            for field in ["active", "succeeded", "failed"] {
+                if map.get(field) == Some(&json!(0)) {
+                    map.remove(field);
+                }
+            }
+        }
+        status
+    }
+}
+
+fn container_names(job: &Value) -> Vec<(String, String)> {
+    job.pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_string(),
+                        c["image"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates a running Pod for a new attempt; returns its name.
+fn create_pod(cluster: &Cluster, pods_rt: &ResourceType, job: &Value) -> Option<String> {
+    let name = meta::name(job);
+    let now = meta::now();
+    let statuses: Vec<Value> = container_names(job)
+        .into_iter()
+        .map(|(n, image)| {
+            json!({"name": n, "image": image, "imageID": "", "ready": true, "started": true,
+                   "restartCount": 0, "state": {"running": {"startedAt": now}}})
+        })
+        .collect();
+    let mut spec = job
+        .pointer("/spec/template/spec")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    spec["nodeName"] = json!("sim-node");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "generateName": format!("{name}-"),
+            "namespace": meta::namespace(job),
+            "labels": job.pointer("/spec/template/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+            "annotations": job.pointer("/spec/template/metadata/annotations").cloned().unwrap_or_else(|| json!({})),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                "uid": meta::uid(job), "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": spec,
+        "status": {"phase": "Running", "startTime": now, "podIP": "10.244.0.10",
+                   "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+                   "containerStatuses": statuses},
+    });
+    match cluster.store.create(pods_rt, pod) {
+        Ok(created) => Some(meta::name(&created).to_string()),
+        Err(e) => {
+            tracing::warn!(job = name, error = %e, "could not create a simulated Job pod");
+            None
+        }
+    }
+}
+
+/// Marks a Job pod terminated: the first container carries the exit code, reason and
+/// termination message; the others exit cleanly.
+fn finish_pod(
+    cluster: &Cluster,
+    pods_rt: &ResourceType,
+    job: &Value,
+    pod: &str,
+    exit_code: i32,
+    reason: &str,
+    message: Option<&str>,
+) {
+    let Some(mut obj) = cluster.store.get(&pods_rt.key(), meta::namespace(job), pod) else {
+        return;
+    };
+    let now = meta::now();
+    let started = obj
+        .pointer("/status/startTime")
+        .cloned()
+        .unwrap_or(json!(now));
+    let statuses: Vec<Value> = container_names(job)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (n, image))| {
+            let mut terminated = json!({"exitCode": 0, "reason": "Completed",
+                                        "startedAt": started, "finishedAt": now});
+            if i == 0 {
+                terminated["exitCode"] = json!(exit_code);
+                terminated["reason"] = json!(reason);
+                if let Some(m) = message {
+                    terminated["message"] = json!(m);
+                }
+            }
+            json!({"name": n, "image": image, "imageID": "", "ready": false, "started": false,
+                   "restartCount": 0, "state": {"terminated": terminated}})
+        })
+        .collect();
+    obj["status"]["phase"] = json!(if exit_code == 0 {
+        "Succeeded"
+    } else {
+        "Failed"
+    });
+    obj["status"]["containerStatuses"] = json!(statuses);
+    obj["status"]["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}]);
+    // The pod may be gone already (deleted with its Job); nothing to record then.
+    let _ = cluster.store.update(pods_rt, obj, Target::Status);
+}

@@ -1,0 +1,326 @@
+//! The simulated Deployment and Job controllers and garbage collection, through the kube
+//! client, with time sped up.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+use apprelease_sim::{ImageEffect, JobMatch, JobRule};
+
+fn condition<'a>(d: &'a Deployment, type_: &str) -> Option<(&'a str, &'a str)> {
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_deref().unwrap_or_default()))
+}
+
+fn rolled_out(d: &Deployment, replicas: i32) -> bool {
+    let s = d.status.clone().unwrap_or_default();
+    s.observed_generation == d.metadata.generation
+        && s.updated_replicas == Some(replicas)
+        && s.available_replicas == Some(replicas)
+        && s.replicas == Some(replicas)
+        && condition(d, "Progressing") == Some(("True", "NewReplicaSetAvailable"))
+}
+
+fn image_patch(image: &str) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+           "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+#[tokio::test]
+async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
+    let (sim, client) = common::start(100.0).await;
+    let deploys: Api<Deployment> = Api::namespaced(client, "default");
+    let mut d = common::deployment("web", 4, &[("app", "app:1")]);
+    d["spec"]["progressDeadlineSeconds"] = json!(60);
+    d["spec"]["strategy"] = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    deploys
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    common::wait_for(&deploys, "web", "initial rollout", |d| rolled_out(d, 4)).await;
+
+    // Record every status during the next rollout.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = {
+        let seen = seen.clone();
+        let stream = watcher(deploys.clone(), watcher::Config::default()).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = Box::pin(stream);
+            while let Ok(Some(d)) = stream.try_next().await {
+                seen.lock().unwrap().push(d.status.unwrap_or_default());
+            }
+        })
+    };
+    let pp = PatchParams::apply("apprelease-operator").force();
+    let applied = deploys
+        .patch("web", &pp, &Patch::Apply(image_patch("app:2")))
+        .await
+        .unwrap();
+    assert_eq!(applied.metadata.generation, Some(2));
+    common::wait_for(&deploys, "web", "rollout to app:2", |d| rolled_out(d, 4)).await;
+    recorder.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|s| s.updated_replicas.unwrap_or(0) < 4),
+        "saw the rollout in progress"
+    );
+    for s in &seen {
+        assert!(
+            s.replicas.unwrap_or(0) <= 5,
+            "never more than replicas + maxSurge: {s:?}"
+        );
+        assert!(
+            s.available_replicas.unwrap_or(0) >= 3,
+            "never less than replicas - maxUnavailable: {s:?}"
+        );
+    }
+
+    // A never-ready image stalls the rollout until the progress deadline passes.
+    sim.fault_image("app:broken", ImageEffect::NeverReady);
+    deploys
+        .patch("web", &pp, &Patch::Apply(image_patch("app:broken")))
+        .await
+        .unwrap();
+    let stalled = common::wait_for(&deploys, "web", "ProgressDeadlineExceeded", |d| {
+        condition(d, "Progressing") == Some(("False", "ProgressDeadlineExceeded"))
+    })
+    .await;
+    assert_eq!(condition(&stalled, "Available").map(|c| c.0), Some("True"));
+    let s = stalled.status.unwrap();
+    assert_eq!(s.observed_generation, Some(3));
+    assert!(s.updated_replicas.unwrap_or(0) < 4);
+    assert!(
+        s.available_replicas.unwrap_or(0) >= 3,
+        "old pods keep serving"
+    );
+    assert_eq!(
+        condition(&stalled_again(&deploys).await, "Available").map(|c| c.0),
+        Some("True")
+    );
+
+    // Rolling back to the good image recovers.
+    deploys
+        .patch("web", &pp, &Patch::Apply(image_patch("app:2")))
+        .await
+        .unwrap();
+    common::wait_for(&deploys, "web", "rollback", |d| rolled_out(d, 4)).await;
+
+    // Scaling through the scale subresource.
+    deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    common::wait_for(&deploys, "web", "scaled to 2", |d| rolled_out(d, 2)).await;
+}
+
+fn job_condition(j: &Job, type_: &str) -> Option<String> {
+    j.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| c.reason.clone().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn jobs_succeed_fail_and_time_out_as_scripted() {
+    let (sim, client) = common::start(100.0).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let message = r#"{"location":"s3://b/k","sizeBytes":42}"#;
+    sim.script_job(JobRule::succeed(
+        JobMatch::label("role", "backup"),
+        Duration::from_secs(5),
+        Some(message),
+    ));
+    sim.script_job(JobRule::fail(
+        JobMatch::image("app:*-migrate"),
+        Duration::from_secs(1),
+        3,
+        Some("migration 7 failed"),
+    ));
+    sim.script_job(JobRule::hang(JobMatch::name("stuck-*")));
+
+    let backup = common::job("db-backup-x1", "postgres:16", json!({"role": "backup"}), 0);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(backup).unwrap(),
+    )
+    .await
+    .unwrap();
+    let done = common::wait_for(&jobs, "db-backup-x1", "Complete", |j| {
+        job_condition(j, "Complete").is_some()
+    })
+    .await;
+    assert_eq!(done.status.as_ref().unwrap().succeeded, Some(1));
+    assert!(done.status.as_ref().unwrap().completion_time.is_some());
+    let job_pods = pods
+        .list(&ListParams::default().labels("job-name=db-backup-x1"))
+        .await
+        .unwrap();
+    assert_eq!(job_pods.items.len(), 1);
+    let pod = &job_pods.items[0];
+    let labels = pod.metadata.labels.clone().unwrap();
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "db-backup-x1");
+    assert_eq!(labels["controller-uid"], done.metadata.uid.clone().unwrap());
+    assert_eq!(
+        pod.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "Job"
+    );
+    let terminated = pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!(terminated.exit_code, 0);
+    assert_eq!(terminated.message.as_deref(), Some(message));
+
+    // A failing migration with one retry: two pods, then BackoffLimitExceeded.
+    let migrate = common::job("migrate-1", "app:2-migrate", json!({}), 1);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(migrate).unwrap(),
+    )
+    .await
+    .unwrap();
+    let failed = common::wait_for(&jobs, "migrate-1", "Failed", |j| {
+        job_condition(j, "Failed").is_some()
+    })
+    .await;
+    assert_eq!(
+        job_condition(&failed, "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    assert_eq!(failed.status.as_ref().unwrap().failed, Some(2));
+    let failed_pods = pods
+        .list(&ListParams::default().labels("job-name=migrate-1"))
+        .await
+        .unwrap();
+    assert_eq!(failed_pods.items.len(), 2);
+    let t = failed_pods.items[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (t.exit_code, t.message.as_deref()),
+        (3, Some("migration 7 failed"))
+    );
+
+    // A hanging Job is stopped by its deadline.
+    let mut stuck = common::job("stuck-1", "busybox", json!({}), 0);
+    stuck["spec"]["activeDeadlineSeconds"] = json!(30);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(stuck).unwrap(),
+    )
+    .await
+    .unwrap();
+    let timed_out = common::wait_for(&jobs, "stuck-1", "DeadlineExceeded", |j| {
+        job_condition(j, "Failed").is_some()
+    })
+    .await;
+    assert_eq!(
+        job_condition(&timed_out, "Failed").as_deref(),
+        Some("DeadlineExceeded")
+    );
+
+    // Deleting a Job deletes its pods (background propagation through ownerReferences).
+    jobs.delete("migrate-1", &DeleteParams::background())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pods
+        .list(&ListParams::default().labels("job-name=migrate-1"))
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pods of a deleted Job are collected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... unless they are orphaned.
+    jobs.delete(
+        "db-backup-x1",
+        &DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let orphans = pods
+        .list(&ListParams::default().labels("job-name=db-backup-x1"))
+        .await
+        .unwrap();
+    assert_eq!(orphans.items.len(), 1);
+    assert!(
+        orphans.items[0]
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|r| r.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let (_sim, client) = common::start(1.0).await;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
+    let cm = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let pending = cms.get("held").await.unwrap();
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("held").await.unwrap().is_none());
+}
