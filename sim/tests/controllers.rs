@@ -107,10 +107,6 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         s.available_replicas.unwrap_or(0) >= 3,
         "old pods keep serving"
     );
-    assert_eq!(
-        condition(&stalled_again(&deploys).await, "Available").map(|c| c.0),
-        Some("True")
-    );
 
     // Rolling back to the good image recovers.
     deploys
