@@ -9,5 +9,11 @@
 //! - [`controller`]: the kube-runtime wiring.
 
 pub mod api;
+pub mod backoff;
+pub mod controller;
+pub mod crd;
+pub mod http;
 pub mod jobs;
+pub mod k8s;
+pub mod metrics;
 pub mod plan;

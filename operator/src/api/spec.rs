@@ -14,6 +14,7 @@ use super::status::AppReleaseStatus;
     group = "apprelease.io",
     version = "v1alpha1",
     kind = "AppRelease",
+    doc = "An AppRelease declares the version a set of Deployments should run and how to get there safely: backup, migrations, rollout, verification, and automatic rollback.",
     namespaced,
     status = "AppReleaseStatus",
     shortname = "apr",

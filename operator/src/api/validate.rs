@@ -95,13 +95,15 @@ fn check_targets(targets: &[Target], errors: &mut Errors) {
                 }
             }
         }
-        if let Some(repo) = &target.image {
-            if repo.is_empty() || image::is_pinned(repo) {
-                errors.add(
-                    format!("{path}.image"),
-                    format!("{repo:?} must be a repository without tag or digest; the tag is spec.version"),
-                );
-            }
+        if let Some(repo) = &target.image
+            && (repo.is_empty() || image::is_pinned(repo))
+        {
+            errors.add(
+                format!("{path}.image"),
+                format!(
+                    "{repo:?} must be a repository without tag or digest; the tag is spec.version"
+                ),
+            );
         }
     }
 }
@@ -166,13 +168,14 @@ fn check_template(path: &str, template: &PodTemplateSpec, errors: &mut Errors) {
             );
         }
     }
-    if let Some(policy) = pod.restart_policy.as_deref() {
-        if policy != "Never" && policy != "OnFailure" {
-            errors.add(
-                format!("{path}.spec.restartPolicy"),
-                format!("a Job's pods may restart Never or OnFailure, not {policy:?}"),
-            );
-        }
+    if let Some(policy) = pod.restart_policy.as_deref()
+        && policy != "Never"
+        && policy != "OnFailure"
+    {
+        errors.add(
+            format!("{path}.spec.restartPolicy"),
+            format!("a Job's pods may restart Never or OnFailure, not {policy:?}"),
+        );
     }
 }
 

@@ -1,3 +1,6 @@
 //! Pure builders of the Jobs an upgrade runs, and the names they get.
 
+pub mod build;
 pub mod names;
+
+pub use build::{BuildError, build};

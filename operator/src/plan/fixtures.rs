@@ -325,9 +325,7 @@ impl World {
             {
                 return Some(name.clone());
             }
-            if self.status().upgrade.is_none() {
-                return None;
-            }
+            self.status().upgrade.as_ref()?;
             self.advance(Duration::from_secs(10));
         }
         panic!("no rest after {limit} steps: {:#?}", self.status());

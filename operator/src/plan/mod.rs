@@ -17,7 +17,7 @@ mod steps;
 pub mod targets;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

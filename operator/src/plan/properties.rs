@@ -193,12 +193,13 @@ fn check_decision(
 
     // Invariant 5: a rollback is declared finished only when the cluster it looked at runs
     // exactly the recorded previous images.
-    if let (Some(upgrade), Some(last)) = (&before.upgrade, status.history.first()) {
-        if last.attempt == upgrade.attempt && last.result == UpgradeResult::RolledBack {
-            for p in &upgrade.previous_images {
-                if let Some(d) = seen.deployments.get(&p.deployment) {
-                    prop_assert_eq!(d.image(&p.container), Some(p.image.as_str()));
-                }
+    if let (Some(upgrade), Some(last)) = (&before.upgrade, status.history.first())
+        && last.attempt == upgrade.attempt
+        && last.result == UpgradeResult::RolledBack
+    {
+        for p in &upgrade.previous_images {
+            if let Some(d) = seen.deployments.get(&p.deployment) {
+                prop_assert_eq!(d.image(&p.container), Some(p.image.as_str()));
             }
         }
     }

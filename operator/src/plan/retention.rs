@@ -9,7 +9,7 @@ use crate::api::BackupRecord;
 pub fn to_prune(backups: &[BackupRecord], keep_last: i32, protected: &[&str]) -> Vec<String> {
     let keep_old = usize::try_from(keep_last.max(1) - 1).unwrap_or(0);
     let mut newest_first: Vec<&BackupRecord> = backups.iter().collect();
-    newest_first.sort_by(|a, b| b.taken_at.cmp(&a.taken_at));
+    newest_first.sort_by_key(|b| std::cmp::Reverse(b.taken_at));
     newest_first
         .into_iter()
         .skip(keep_old)

@@ -184,14 +184,13 @@ fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             .previous_replicas
             .iter()
             .find(|r| r.deployment == deployment)
+            && d.replicas != r.replicas
         {
-            if d.replicas != r.replicas {
-                plan.act(Action::Scale {
-                    deployment: deployment.clone(),
-                    replicas: r.replicas,
-                });
-                pending.push(deployment.clone());
-            }
+            plan.act(Action::Scale {
+                deployment: deployment.clone(),
+                replicas: r.replicas,
+            });
+            pending.push(deployment.clone());
         }
         if !d.is_rolled_out() && !pending.contains(&deployment) {
             pending.push(deployment.clone());

@@ -420,10 +420,10 @@ pub fn run_job(plan: &mut Planner, upgrade: &Upgrade, kind: JobKind) -> JobProgr
             )),
         };
     };
-    if let Some(u) = plan.status.upgrade.as_mut() {
-        if !u.jobs_seen.contains(&name) {
-            u.jobs_seen.push(name.clone());
-        }
+    if let Some(u) = plan.status.upgrade.as_mut()
+        && !u.jobs_seen.contains(&name)
+    {
+        u.jobs_seen.push(name.clone());
     }
     match &job.outcome {
         JobOutcome::Running => {

@@ -75,7 +75,8 @@ fn unavailable_targets_at_the_version_are_not_ready_but_not_stalled() {
 
 #[test]
 fn invalid_specs_get_a_readable_condition_and_change_nothing() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut AppRelease)>, &str)> = vec![
+    type Breaks = Box<dyn Fn(&mut AppRelease)>;
+    let cases: Vec<(&str, Breaks, &str)> = vec![
         (
             "empty version",
             Box::new(|r| r.spec.version = String::new()),

@@ -1,0 +1,262 @@
+//! The kube-runtime wiring: watch AppReleases, the Jobs they own and the Deployments they
+//! target; reconcile each AppRelease by observe → decide → act; retry failures with backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::api::conditions::{self, ConditionStatus, Desired};
+use crate::api::{AppRelease, FIELD_MANAGER};
+use crate::backoff::Backoff;
+use crate::jobs::build::MANAGED_BY;
+use crate::k8s::{self, Executor, Reporter};
+use crate::metrics::{ErrorLabels, EventLabels, Metrics, ResultLabels};
+use crate::plan::{self, Note, NoteType};
+
+/// An AppRelease as read from the API: malformed ones (possible where the server did not
+/// enforce the schema) still reach `reconcile`, which reports them instead of the watch
+/// failing for every AppRelease.
+pub type Guarded = DeserializeGuard<AppRelease>;
+
+/// What `run` needs to know.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace only; None watches all.
+    pub namespace: Option<String>,
+    /// AppReleases reconciled at the same time, at most.
+    pub concurrency: u16,
+}
+
+/// Shared by every reconciliation.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Event publisher.
+    pub reporter: Reporter,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Failure counts for backoff.
+    pub backoff: Backoff,
+}
+
+/// Runs the controller until SIGTERM or SIGINT; `on_ready` is called once the AppRelease
+/// cache is filled.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    on_ready: impl FnOnce() + Send + 'static,
+) {
+    let releases: Api<Guarded> = scoped(&client, &settings.namespace);
+    let jobs: Api<Job> = scoped(&client, &settings.namespace);
+    let deployments: Api<Deployment> = scoped(&client, &settings.namespace);
+
+    let controller = Controller::new(releases, watcher::Config::default());
+    let store = controller.store();
+    let ready_store = store.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            on_ready();
+        }
+    });
+    let context = Arc::new(Context {
+        reporter: Reporter::new(client.clone()),
+        client,
+        metrics,
+        backoff: Backoff::default(),
+    });
+    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    controller
+        .owns(jobs, watcher::Config::default().labels(&managed))
+        .watches(deployments, watcher::Config::default(), move |d| {
+            releases_targeting(&store, &d)
+        })
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            // Errors of the watches themselves (RBAC, connectivity) surface here; without this
+            // log they would only show as silent backoff.
+            if let Err(error) = result {
+                warn!(%error, "controller stream error");
+            }
+        })
+        .await;
+    info!("controller stopped");
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The AppReleases that list a Deployment among their targets, so that a rollout's progress
+/// wakes them.
+fn releases_targeting(store: &Store<Guarded>, deployment: &Deployment) -> Vec<ObjectRef<Guarded>> {
+    let (name, namespace) = (deployment.name_any(), deployment.namespace());
+    store
+        .state()
+        .iter()
+        .filter_map(|guarded| guarded.0.as_ref().ok())
+        .filter(|r| {
+            r.namespace() == namespace && r.spec.targets.iter().any(|t| t.deployment == name)
+        })
+        .map(|r| ObjectRef::new(&r.name_any()).within(namespace.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k8s::Error> {
+    let started = Instant::now();
+    let result = match &guarded.0 {
+        Ok(release) => reconcile_release(release, &ctx).await,
+        Err(invalid) => report_malformed(invalid, &ctx).await,
+    };
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&ResultLabels { result: outcome })
+        .inc();
+    result
+}
+
+async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action, k8s::Error> {
+    if release.metadata.deletion_timestamp.is_some() {
+        // The Jobs it owns are garbage-collected with it; Deployments and volumes are never
+        // touched on deletion.
+        return Ok(Action::await_change());
+    }
+    let observed = k8s::observe::observe(&ctx.client, release, Utc::now()).await?;
+    let decision = plan::decide(release, &observed);
+    if let Some(upgrade) = &decision.status.upgrade {
+        info!(release = %release.name_any(), step = upgrade.step.as_str(), to = upgrade.to, actions = decision.actions.len(), "reconciled");
+    }
+    Executor {
+        client: &ctx.client,
+        events: &ctx.reporter,
+    }
+    .execute(release, &decision)
+    .await?;
+    for note in &decision.notes {
+        ctx.metrics
+            .events
+            .get_or_create(&EventLabels {
+                reason: note.reason.clone(),
+            })
+            .inc();
+    }
+    ctx.backoff.succeeded(&key(release.meta()));
+    Ok(Action::requeue(decision.requeue_after))
+}
+
+/// An AppRelease that does not even parse: say so in its conditions and an Event, and wait
+/// for it to change. Only conditions and observedGeneration are written, by merge patch,
+/// since the rest of its status may be what failed to parse.
+async fn report_malformed(invalid: &InvalidObject, ctx: &Context) -> Result<Action, k8s::Error> {
+    let meta = &invalid.metadata;
+    let (name, namespace) = (
+        meta.name.clone().unwrap_or_default(),
+        meta.namespace.clone().unwrap_or_default(),
+    );
+    let generation = meta.generation.unwrap_or(0);
+    let message = format!(
+        "the AppRelease does not match its schema, nothing was changed: {}",
+        invalid.error
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &namespace,
+        &ApiResource::erase::<AppRelease>(&()),
+    );
+    let current = api.get_status(&name).await.ok();
+    let said = current
+        .as_ref()
+        .and_then(|o| o.data.pointer("/status/conditions"))
+        .and_then(|c| serde_json::from_value::<Vec<conditions::Condition>>(c.clone()).ok())
+        .and_then(|list| conditions::get(&list, conditions::READY).cloned())
+        .is_some_and(|c| c.message == message && c.observed_generation == generation);
+    if said {
+        return Ok(Action::await_change());
+    }
+    let mut list = Vec::new();
+    let stalled = Desired::new(ConditionStatus::True, "InvalidSpec", message.clone());
+    conditions::set(
+        &mut list,
+        conditions::READY,
+        Some(Desired {
+            status: ConditionStatus::False,
+            ..stalled.clone()
+        }),
+        generation,
+        Utc::now(),
+    );
+    conditions::set(
+        &mut list,
+        conditions::STALLED,
+        Some(stalled),
+        generation,
+        Utc::now(),
+    );
+    let patch = json!({"status": {"observedGeneration": generation, "conditions": list}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(&name, &params, &Patch::Merge(patch))
+        .await
+        .map_err(k8s::Error::WriteStatus)?;
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("apprelease.io/v1alpha1".into()),
+        kind: Some("AppRelease".into()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: meta.uid.clone(),
+        ..Default::default()
+    };
+    let note = Note {
+        type_: NoteType::Warning,
+        reason: "InvalidSpec".into(),
+        message,
+    };
+    ctx.reporter.publish(&reference, &note).await;
+    Ok(Action::await_change())
+}
+
+fn error_policy(guarded: Arc<Guarded>, error: &k8s::Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            error: error.metric_label(),
+        })
+        .inc();
+    let delay: Duration = ctx.backoff.failed(&key(guarded.meta()));
+    warn!(name = %guarded.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn key(meta: &kube::api::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}

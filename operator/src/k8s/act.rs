@@ -1,0 +1,179 @@
+//! Carries out a decision: the status first (write-ahead), then the actions in order, then
+//! the Events. Every write to a Deployment is a server-side apply of a partial body under the
+//! operator's one field manager, so it owns only the image fields it sets (invariant 8).
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{debug, info};
+
+use crate::api::{AppRelease, AppReleaseStatus, FIELD_MANAGER};
+use crate::jobs;
+use crate::plan::{Action, Decision};
+
+use super::error::Error;
+use super::events::Reporter;
+
+/// Writes status, runs actions and publishes events for one AppRelease.
+pub struct Executor<'a> {
+    /// The API client.
+    pub client: &'a Client,
+    /// Where Events go.
+    pub events: &'a Reporter,
+}
+
+impl Executor<'_> {
+    /// Carries out `decision` for `release`. Stops at the first failure: the next reconcile
+    /// decides again from what is then observed.
+    pub async fn execute(&self, release: &AppRelease, decision: &Decision) -> Result<(), Error> {
+        let namespace = release.namespace().unwrap_or_default();
+        if release.status.as_ref() != Some(&decision.status) {
+            let api: Api<AppRelease> = Api::namespaced(self.client.clone(), &namespace);
+            api.patch_status(
+                &release.name_any(),
+                &apply_params(),
+                &Patch::Apply(status_body(release, &decision.status)),
+            )
+            .await
+            .map_err(Error::WriteStatus)?;
+        }
+        let reference = release.object_ref(&());
+        for note in &decision.notes {
+            self.events.publish(&reference, note).await;
+        }
+        for action in &decision.actions {
+            self.act(release, &namespace, action).await?;
+        }
+        Ok(())
+    }
+
+    async fn act(
+        &self,
+        release: &AppRelease,
+        namespace: &str,
+        action: &Action,
+    ) -> Result<(), Error> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        match action {
+            Action::CreateJob(request) => {
+                let job = jobs::build(release, request)?;
+                self.create_or_adopt(release, namespace, &job, &request.name)
+                    .await
+            }
+            Action::SetImages { deployment, images } => {
+                info!(deployment, ?images, "applying images");
+                deployments
+                    .patch(
+                        deployment,
+                        &apply_params(),
+                        &Patch::Apply(image_body(deployment, images)),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|source| Error::ApplyImages {
+                        name: deployment.clone(),
+                        source,
+                    })
+            }
+            Action::Scale {
+                deployment,
+                replicas,
+            } => {
+                info!(deployment, replicas, "scaling");
+                // Replicas go through the scale subresource as an update, not through our apply
+                // set: an apply that later left them out would reset them to the default.
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                deployments
+                    .patch_scale(
+                        deployment,
+                        &params,
+                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|source| Error::Scale {
+                        name: deployment.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Creates the Job; when it already exists (a restart after the create, or a cache that
+    /// lagged) adopts it if this AppRelease owns it (invariant 3).
+    async fn create_or_adopt(
+        &self,
+        release: &AppRelease,
+        namespace: &str,
+        job: &Job,
+        name: &str,
+    ) -> Result<(), Error> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.create(&params, job).await {
+            Ok(_) => {
+                info!(job = name, "created Job");
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = api.get(name).await.map_err(|source| Error::CreateJob {
+                    name: name.into(),
+                    source,
+                })?;
+                let ours = existing
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == release.uid().as_ref());
+                if !ours {
+                    return Err(Error::ForeignJob { name: name.into() });
+                }
+                debug!(job = name, "Job exists already; adopted");
+                Ok(())
+            }
+            Err(source) => Err(Error::CreateJob {
+                name: name.into(),
+                source,
+            }),
+        }
+    }
+}
+
+/// `?fieldManager=apprelease-operator&force=true`: the operator's changes win over another
+/// manager's claim on the same image field (a GitOps tool told to ignore it).
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// The partial Deployment an image change applies: nothing but the named containers' images.
+/// Never a typed Deployment from `Default`, which would claim an empty selector and template.
+pub fn image_body(deployment: &str, images: &[(String, String)]) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .map(|(name, image)| json!({"name": name, "image": image}))
+        .collect();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment},
+        "spec": {"template": {"spec": {"containers": containers}}},
+    })
+}
+
+/// The whole status, applied to the status subresource. Applying the full status each time
+/// lets fields the operator stops sending (a finished `upgrade`) disappear.
+pub fn status_body(release: &AppRelease, status: &AppReleaseStatus) -> Value {
+    json!({
+        "apiVersion": "apprelease.io/v1alpha1",
+        "kind": "AppRelease",
+        "metadata": {"name": release.name_any()},
+        "status": status,
+    })
+}

@@ -1,0 +1,51 @@
+//! Errors of the I/O layer: one variant per place that can fail, carrying its context.
+
+use crate::jobs::BuildError;
+
+/// A failure to observe or to carry out a decision. Each is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a target Deployment failed.
+    #[error("reading Deployment {name}: {source}")]
+    ReadDeployment { name: String, source: kube::Error },
+    /// Listing the release's Jobs or pods failed.
+    #[error("listing {kind}: {source}")]
+    List {
+        kind: &'static str,
+        source: kube::Error,
+    },
+    /// Writing the status failed; nothing was done after it.
+    #[error("writing the status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    /// Building a Job failed.
+    #[error("building Job: {0}")]
+    BuildJob(#[from] BuildError),
+    /// Creating a Job failed.
+    #[error("creating Job {name}: {source}")]
+    CreateJob { name: String, source: kube::Error },
+    /// A Job of that name exists but belongs to something else; it is not adopted.
+    #[error("a Job named {name} exists but is not owned by this AppRelease; delete or rename it")]
+    ForeignJob { name: String },
+    /// Applying images to a Deployment failed.
+    #[error("applying images to Deployment {name}: {source}")]
+    ApplyImages { name: String, source: kube::Error },
+    /// Scaling a Deployment failed.
+    #[error("scaling Deployment {name}: {source}")]
+    Scale { name: String, source: kube::Error },
+}
+
+impl Error {
+    /// A short, stable name for metrics labels.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::ReadDeployment { .. } => "read_deployment",
+            Error::List { .. } => "list",
+            Error::WriteStatus(_) => "write_status",
+            Error::BuildJob(_) => "build_job",
+            Error::CreateJob { .. } => "create_job",
+            Error::ForeignJob { .. } => "foreign_job",
+            Error::ApplyImages { .. } => "apply_images",
+            Error::Scale { .. } => "scale",
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Reads what one AppRelease depends on — its target Deployments, its Jobs and their pods —
+//! and turns it into the planner's plain `Observed` snapshot.
+//!
+//! The snapshot is read fresh from the API server on every reconcile rather than from
+//! watch caches: a cache can lag behind the operator's own last write (a Job it just created,
+//! an image it just applied), and the planner must never act on a state older than its own
+//! status. The watches still exist — in the controller — but only to wake it up.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::api::AppRelease;
+use crate::jobs::build::RELEASE_LABEL;
+use crate::plan::{DeploymentState, JobOutcome, JobState, Observed};
+
+use super::error::Error;
+
+/// Reads the snapshot for `release` at time `now`.
+pub async fn observe(
+    client: &Client,
+    release: &AppRelease,
+    now: DateTime<Utc>,
+) -> Result<Observed, Error> {
+    let namespace = release.namespace().unwrap_or_default();
+    let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let mut deployments = BTreeMap::new();
+    for target in &release.spec.targets {
+        let found = deployments_api
+            .get_opt(&target.deployment)
+            .await
+            .map_err(|source| Error::ReadDeployment {
+                name: target.deployment.clone(),
+                source,
+            })?;
+        if let Some(deployment) = found {
+            deployments.insert(target.deployment.clone(), deployment_state(&deployment));
+        }
+    }
+
+    let selector = format!("{RELEASE_LABEL}={}", release.name_any());
+    let params = ListParams::default().labels(&selector);
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace)
+        .list(&params)
+        .await
+        .map_err(|source| Error::List {
+            kind: "Jobs",
+            source,
+        })?;
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
+        .list(&params)
+        .await
+        .map_err(|source| Error::List {
+            kind: "Pods",
+            source,
+        })?;
+    let uid = release.uid();
+    let jobs = jobs
+        .items
+        .iter()
+        // Only Jobs this AppRelease owns: a same-named leftover of a deleted namesake is not ours.
+        .filter(|job| {
+            job.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .map(|job| (job.name_any(), job_state(job, &pods.items)))
+        .collect();
+    Ok(Observed {
+        now,
+        deployments,
+        jobs,
+    })
+}
+
+/// What the planner needs of a Deployment.
+pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
+    let spec = deployment.spec.as_ref();
+    let status = deployment.status.clone().unwrap_or_default();
+    let containers = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|pod| {
+            pod.containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    DeploymentState {
+        containers,
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        generation: deployment.metadata.generation.unwrap_or(0),
+        observed_generation: status.observed_generation.unwrap_or(0),
+        status_replicas: status.replicas.unwrap_or(0),
+        updated_replicas: status.updated_replicas.unwrap_or(0),
+        available_replicas: status.available_replicas.unwrap_or(0),
+        deadline_exceeded,
+    }
+}
+
+/// What the planner needs of a Job: its outcome from the Complete/Failed conditions, and the
+/// termination message of its newest pod (a backup's report, or a failure's last log lines).
+pub fn job_state(job: &Job, pods: &[Pod]) -> JobState {
+    let name = job.name_any();
+    let status = job.status.clone().unwrap_or_default();
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .cloned()
+    };
+    let message = termination_message(&name, pods);
+    let (outcome, finished) = if let Some(done) = condition("Complete") {
+        (
+            JobOutcome::Succeeded,
+            status.completion_time.or(done.last_transition_time),
+        )
+    } else if let Some(failed) = condition("Failed") {
+        let mut why = failed.reason.unwrap_or_else(|| "Failed".into());
+        if let Some(text) = failed.message.filter(|m| !m.is_empty()) {
+            why = format!("{why}: {text}");
+        }
+        if let Some(log) = message.as_deref().filter(|m| !m.trim().is_empty()) {
+            why = format!("{why}; the container said: {}", log.trim());
+        }
+        (JobOutcome::Failed(why), failed.last_transition_time)
+    } else {
+        (JobOutcome::Running, None)
+    };
+    JobState {
+        outcome,
+        termination_message: message,
+        finished_at: finished.map(|t| to_chrono(&t)),
+    }
+}
+
+/// The first container's termination message of the Job's newest finished pod.
+fn termination_message(job: &str, pods: &[Pod]) -> Option<String> {
+    pods.iter()
+        .filter(|pod| {
+            let labels = pod.labels();
+            labels
+                .get("batch.kubernetes.io/job-name")
+                .or_else(|| labels.get("job-name"))
+                .map(String::as_str)
+                == Some(job)
+        })
+        .filter_map(|pod| {
+            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+            let terminated = statuses.first()?.state.as_ref()?.terminated.as_ref()?;
+            Some((
+                terminated.finished_at.as_ref().map(to_chrono),
+                terminated.message.clone(),
+            ))
+        })
+        .max_by_key(|(finished, _)| *finished)
+        .and_then(|(_, message)| message)
+}
+
+/// k8s-openapi speaks jiff; the operator's own time logic speaks chrono.
+pub fn to_chrono(time: &Time) -> DateTime<Utc> {
+    let ts = time.0;
+    DateTime::from_timestamp(
+        ts.as_second(),
+        u32::try_from(ts.subsec_nanosecond()).unwrap_or(0),
+    )
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deployment_state_reads_rollout_progress() {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "backend", "generation": 4},
+            "spec": {"replicas": 3, "selector": {}, "template": {"spec": {"containers": [
+                {"name": "backend", "image": "ghcr.io/meet/backend:2.0"}, {"name": "sidecar", "image": "envoy:1"}]}}},
+            "status": {"observedGeneration": 4, "replicas": 4, "updatedReplicas": 2, "availableReplicas": 3,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}
+        }))
+        .unwrap();
+        let state = deployment_state(&deployment);
+        assert_eq!(state.image("backend"), Some("ghcr.io/meet/backend:2.0"));
+        assert_eq!(
+            (state.replicas, state.generation, state.observed_generation),
+            (3, 4, 4)
+        );
+        assert_eq!(
+            (
+                state.status_replicas,
+                state.updated_replicas,
+                state.available_replicas
+            ),
+            (4, 2, 3)
+        );
+        assert!(state.deadline_exceeded);
+        assert!(!state.is_rolled_out());
+    }
+
+    #[test]
+    fn job_state_reads_outcome_and_termination_message() {
+        let job = |conditions: serde_json::Value| -> Job {
+            serde_json::from_value(json!({"metadata": {"name": "meet-backup-1"}, "status": {"conditions": conditions}})).unwrap()
+        };
+        let pod = |name: &str, job: &str, at: &str, message: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"batch.kubernetes.io/job-name": job}},
+                "status": {"containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "finishedAt": at, "message": message}}}]}
+            }))
+            .unwrap()
+        };
+        let pods = vec![
+            pod("p1", "meet-backup-1", "2026-11-21T10:00:00Z", "old"),
+            pod(
+                "p2",
+                "meet-backup-1",
+                "2026-11-21T11:00:00Z",
+                "{\"location\":\"x\"}",
+            ),
+            pod("p3", "other", "2026-11-21T12:00:00Z", "not mine"),
+        ];
+        let done = job_state(
+            &job(
+                json!([{"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-21T11:00:01Z"}]),
+            ),
+            &pods,
+        );
+        assert_eq!(done.outcome, JobOutcome::Succeeded);
+        assert_eq!(
+            done.termination_message.as_deref(),
+            Some("{\"location\":\"x\"}")
+        );
+        assert_eq!(
+            done.finished_at.unwrap().to_rfc3339(),
+            "2026-11-21T11:00:01+00:00"
+        );
+
+        let failed = job_state(
+            &job(
+                json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
+            ),
+            &[pod(
+                "p",
+                "meet-backup-1",
+                "2026-11-21T10:00:00Z",
+                "pg_dump: error: connection refused\n",
+            )],
+        );
+        assert_eq!(
+            failed.outcome,
+            JobOutcome::Failed("BackoffLimitExceeded: Job has reached the specified backoff limit; the container said: pg_dump: error: connection refused".into())
+        );
+        assert_eq!(job_state(&job(json!([])), &[]).outcome, JobOutcome::Running);
+    }
+}

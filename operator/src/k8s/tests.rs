@@ -1,0 +1,319 @@
+//! Request-level tests of the I/O layer: a mock API server behind a real `kube::Client`
+//! checks each request the executor sends, in order, and answers it.
+
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use crate::api::{AppRelease, Step};
+use crate::k8s::{Error, Executor, Reporter};
+use crate::plan::fixtures::*;
+use crate::plan::{Action, Decision, decide};
+
+/// One request as the server saw it.
+struct Seen {
+    method: String,
+    uri: String,
+    content_type: String,
+    body: Value,
+}
+
+struct ApiServer {
+    handle: Handle<Request<Body>, Response<Body>>,
+}
+
+impl ApiServer {
+    fn start() -> (Client, Self) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        (Client::new(service, "default"), Self { handle })
+    }
+
+    /// Waits for the next request, answers it with `status` and `body`, and returns it.
+    async fn answer(&mut self, status: u16, body: Value) -> Seen {
+        let (request, respond) =
+            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+                .await
+                .expect("a request within 5s")
+                .expect("the client is alive");
+        let (parts, body_in) = request.into_parts();
+        let bytes = body_in.collect_bytes().await.unwrap();
+        let seen = Seen {
+            method: parts.method.to_string(),
+            uri: parts.uri.to_string(),
+            content_type: parts
+                .headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            body: if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            },
+        };
+        let response = Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        respond.send_response(response);
+        seen
+    }
+
+    /// Asserts that no further request arrives.
+    async fn expect_silence(&mut self) {
+        // Ok(None) means the client is gone: nothing more can come.
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(Duration::from_millis(300), self.handle.next_request()).await
+        {
+            panic!("unexpected request: {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+fn status_error(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code})
+}
+
+/// A decision that only carries `actions`, with the release's status unchanged.
+fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
+    release.status = Some(Default::default());
+    Decision {
+        status: Default::default(),
+        actions,
+        notes: vec![],
+        requeue_after: Duration::from_secs(30),
+    }
+}
+
+/// What the API server returns for a status write: the object.
+fn stored(release: &AppRelease) -> Value {
+    serde_json::to_value(release).unwrap()
+}
+
+async fn run(client: Client, release: AppRelease, decision: Decision) -> Result<(), Error> {
+    let reporter = Reporter::new(client.clone());
+    Executor {
+        client: &client,
+        events: &reporter,
+    }
+    .execute(&release, &decision)
+    .await
+}
+
+#[tokio::test]
+async fn image_change_is_a_forced_apply_of_only_the_images() {
+    let (client, mut server) = ApiServer::start();
+    let mut release = release("2.0");
+    let decision = only(
+        &mut release,
+        vec![Action::SetImages {
+            deployment: "backend".into(),
+            images: vec![("backend".into(), "ghcr.io/meet/backend:2.0".into())],
+        }],
+    );
+    let task = tokio::spawn(run(client, release, decision));
+    let seen = server
+        .answer(
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "backend"}}),
+        )
+        .await;
+    assert_eq!(seen.method, "PATCH");
+    assert_eq!(
+        seen.uri,
+        "/apis/apps/v1/namespaces/meet/deployments/backend?&force=true&fieldManager=apprelease-operator"
+    );
+    assert_eq!(seen.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        seen.body,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "backend"},
+               "spec": {"template": {"spec": {"containers": [{"name": "backend", "image": "ghcr.io/meet/backend:2.0"}]}}}})
+    );
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_rollback_applies_the_recorded_previous_images() {
+    // Drive the planner to the revert: 3.0 never becomes ready.
+    let mut world = World::new(release("3.0"), cluster("1.0"));
+    world.faults.bad_tags.push("3.0".into());
+    world.step();
+    world.settle_deployments();
+    let decision = world.step();
+    assert_eq!(
+        world.status().upgrade.as_ref().unwrap().step,
+        Step::RollingBack
+    );
+    let release = world.release.clone();
+    let mut previous = release.clone();
+    previous.status = world.log[world.log.len() - 2].status.clone().into();
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, previous, decision));
+    let status = server.answer(200, stored(&release)).await;
+    assert!(
+        status
+            .uri
+            .ends_with("/appreleases/meet/status?&force=true&fieldManager=apprelease-operator")
+    );
+    assert_eq!(status.body["status"]["upgrade"]["step"], "RollingBack");
+    // Events for the failure and the step change.
+    let mut seen = server.answer(201, json!({})).await;
+    while seen.uri.contains("/events") {
+        seen = server.answer(201, json!({})).await;
+    }
+    assert_eq!(seen.method, "PATCH");
+    assert!(
+        seen.uri
+            .starts_with("/apis/apps/v1/namespaces/meet/deployments/backend?")
+    );
+    assert_eq!(
+        seen.body["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "backend", "image": "ghcr.io/meet/backend:1.0"}])
+    );
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn status_is_applied_to_the_status_subresource_before_any_action() {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    let decision = world.step();
+    let release = full("2.0");
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release.clone(), decision));
+    let status = server.answer(200, stored(&release)).await;
+    assert_eq!(status.method, "PATCH");
+    assert_eq!(
+        status.uri,
+        "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet/status?&force=true&fieldManager=apprelease-operator"
+    );
+    assert_eq!(status.content_type, "application/apply-patch+yaml");
+    assert_eq!(status.body["kind"], "AppRelease");
+    assert!(
+        status.body.get("spec").is_none(),
+        "the operator never writes spec"
+    );
+    assert_eq!(status.body["status"]["upgrade"]["step"], "BackingUp");
+    let event = server.answer(201, json!({})).await;
+    assert_eq!(
+        (event.method.as_str(), event.uri.as_str()),
+        ("POST", "/apis/events.k8s.io/v1/namespaces/meet/events?")
+    );
+    assert_eq!(event.body["reason"], "UpgradeStarted");
+    let create = server.answer(201, json!({})).await;
+    assert_eq!(
+        (create.method.as_str(), create.uri.as_str()),
+        (
+            "POST",
+            "/apis/batch/v1/namespaces/meet/jobs?&fieldManager=apprelease-operator"
+        )
+    );
+    assert_eq!(create.body["metadata"]["name"], "meet-backup-1");
+    assert_eq!(create.body["spec"]["backoffLimit"], 0);
+    assert_eq!(
+        create.body["metadata"]["ownerReferences"][0]["uid"],
+        "uid-meet"
+    );
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_status_write_stops_before_any_action() {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    let decision = world.step();
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, full("2.0"), decision));
+    server.answer(409, status_error(409, "Conflict")).await;
+    server.expect_silence().await;
+    assert!(matches!(task.await.unwrap(), Err(Error::WriteStatus(_))));
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written() {
+    let mut world = World::new(release("1.0"), cluster("1.0"));
+    world.step();
+    let decision = decide(&world.release, &world.cluster);
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, world.release.clone(), decision));
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+fn backup_request_decision() -> (AppRelease, Decision) {
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    world.step();
+    let release = world.release.clone();
+    let decision = decide(&release, &{
+        let mut c = world.cluster.clone();
+        c.jobs.clear();
+        c
+    });
+    assert!(matches!(decision.actions[..], [Action::CreateJob(_)]));
+    assert_eq!(
+        Some(&decision.status),
+        release.status.as_ref(),
+        "only the create is left to do"
+    );
+    (release, decision)
+}
+
+#[tokio::test]
+async fn an_existing_job_of_ours_is_adopted() {
+    let (release, decision) = backup_request_decision();
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release, decision));
+    let create = server.answer(409, status_error(409, "AlreadyExists")).await;
+    assert_eq!(create.method, "POST");
+    let get = server
+        .answer(200, json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "meet-backup-1", "ownerReferences": [{"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "name": "meet", "uid": "uid-meet"}]}}))
+        .await;
+    assert_eq!(
+        (get.method.as_str(), get.uri.as_str()),
+        ("GET", "/apis/batch/v1/namespaces/meet/jobs/meet-backup-1")
+    );
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_foreign_job_of_the_same_name_is_not_adopted() {
+    let (release, decision) = backup_request_decision();
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release, decision));
+    server.answer(409, status_error(409, "AlreadyExists")).await;
+    server
+        .answer(200, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "meet-backup-1", "ownerReferences": []}}))
+        .await;
+    assert!(matches!(task.await.unwrap(), Err(Error::ForeignJob { .. })));
+}
+
+#[tokio::test]
+async fn scaling_goes_through_the_scale_subresource() {
+    let mut release = release("2.0");
+    let decision = only(
+        &mut release,
+        vec![Action::Scale {
+            deployment: "frontend".into(),
+            replicas: 0,
+        }],
+    );
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release, decision));
+    let seen = server.answer(200, json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "frontend"}, "spec": {"replicas": 0}})).await;
+    assert_eq!(seen.method, "PATCH");
+    assert_eq!(
+        seen.uri,
+        "/apis/apps/v1/namespaces/meet/deployments/frontend/scale?&fieldManager=apprelease-operator"
+    );
+    assert_eq!(seen.content_type, "application/merge-patch+json");
+    assert_eq!(seen.body, json!({"spec": {"replicas": 0}}));
+    task.await.unwrap().unwrap();
+}
