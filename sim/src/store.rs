@@ -133,7 +133,8 @@ impl Store {
             .find(|t| t.kind == "Namespace")
             .expect("Namespace is built in");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
+                             "status": {"phase": "Active"}});
             store
                 .create(&ns_type, obj)
                 .expect("fresh store accepts namespaces");
