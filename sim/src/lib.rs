@@ -19,6 +19,7 @@ pub mod clock;
 mod cluster;
 pub mod control;
 pub mod controllers;
+mod convert;
 pub mod error;
 pub mod faults;
 pub mod glob;

@@ -58,7 +58,8 @@ pub struct ResourceType {
 impl ResourceType {
     /// The key objects are stored under: `plural.group` (`deployments.apps`, `pods`).
     pub fn key(&self) -> String {
-        if self.group.is_empty() {
+        // events.k8s.io Events share storage with core Events (see `convert`).
+        if self.group.is_empty() || (self.group == "events.k8s.io" && self.plural == "events") {
             self.plural.clone()
         } else {
             format!("{}.{}", self.plural, self.group)

@@ -324,3 +324,47 @@ async fn watcher_relists_after_410() {
         "it relisted"
     );
 }
+
+#[tokio::test]
+async fn events_from_kube_runtime_are_visible_as_core_events() {
+    use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
+    use kube::runtime::events::{Event, EventType, Recorder};
+
+    let (sim, client) = common::start(1.0).await;
+    let recorder = Recorder::new(client.clone(), "apprelease-operator".into());
+    let target = ObjectReference {
+        api_version: Some("example.com/v1".into()),
+        kind: Some("Widget".into()),
+        name: Some("w1".into()),
+        namespace: Some("default".into()),
+        uid: Some("1234".into()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "BackupSucceeded".into(),
+        note: Some("backup w1-1 taken".into()),
+        action: "Backup".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &target).await.unwrap();
+    recorder.publish(&event, &target).await.unwrap();
+    assert_eq!(sim.requests().count("create", "events"), 1);
+    assert_eq!(
+        sim.requests().count("patch", "events"),
+        1,
+        "a repeat is a series patch"
+    );
+
+    // What `kubectl describe` reads: core/v1 Events selected by the involved object.
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let selected = core
+        .list(&ListParams::default().fields("involvedObject.name=w1,involvedObject.kind=Widget"))
+        .await
+        .unwrap();
+    assert_eq!(selected.items.len(), 1);
+    let e = &selected.items[0];
+    assert_eq!(e.message.as_deref(), Some("backup w1-1 taken"));
+    assert_eq!(e.reason.as_deref(), Some("BackupSucceeded"));
+    assert_eq!(e.count, Some(2));
+}

@@ -261,7 +261,8 @@ fn fault_error(code: u16, message: Option<&str>) -> ApiError {
 }
 
 /// The object as served at the requested version (CRD versions share storage unconverted).
-pub fn present(req: &Request, mut obj: Value) -> Value {
+pub fn present(req: &Request, obj: Value) -> Value {
+    let mut obj = crate::convert::to_view(&req.rt, &obj);
     if let Some(map) = obj.as_object_mut() {
         map.insert(
             "apiVersion".into(),

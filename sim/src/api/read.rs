@@ -95,7 +95,11 @@ pub fn list(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let (items, rv) = cluster
         .store
         .list(&req.rt.key(), req.path.namespace.as_deref());
-    let mut items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
+    let mut items: Vec<Value> = items
+        .into_iter()
+        .map(|o| present(req, o))
+        .filter(|o| filter.matches(o))
+        .collect();
     if let Some(token) = req.param("continue").filter(|t| !t.is_empty()) {
         let (ns, name) = token
             .split_once('/')
@@ -116,7 +120,6 @@ pub fn list(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         list_meta["continue"] = json!(format!("{}/{}", meta::namespace(last), meta::name(last)));
         list_meta["remainingItemCount"] = json!(remaining);
     }
-    let items: Vec<Value> = items.into_iter().map(|o| present(req, o)).collect();
     if table::wanted(&req.headers) {
         let include = table::Include::parse(req.param("includeObject"));
         return Ok(json_response(

@@ -85,8 +85,12 @@ fn translate(key: &str, filter: &Filter, render: &Render, change: &Change) -> Op
     if change.key != key {
         return None;
     }
-    let now = filter.matches(&change.object);
-    let before = change.previous.as_ref().is_some_and(|p| filter.matches(p));
+    let object = crate::convert::to_view(&render.rt, &change.object);
+    let now = filter.matches(&object);
+    let before = change
+        .previous
+        .as_ref()
+        .is_some_and(|p| filter.matches(&crate::convert::to_view(&render.rt, p)));
     let type_ = match (change.type_, before, now) {
         (ChangeType::Added, _, true) => "ADDED",
         (ChangeType::Deleted, _, true) => "DELETED",
@@ -95,7 +99,7 @@ fn translate(key: &str, filter: &Filter, render: &Render, change: &Change) -> Op
         (ChangeType::Modified, true, false) => "DELETED",
         _ => return None,
     };
-    Some(render.event(type_, &change.object))
+    Some(render.event(type_, &object))
 }
 
 impl Stream {
@@ -171,8 +175,10 @@ pub fn watch(cluster: &Arc<Cluster>, req: &Request, effects: &[ApiEffect]) -> Ap
     let mut pending = VecDeque::new();
     let (rx, last_rv) = if rv_param.is_empty() || rv_param == "0" || send_initial {
         let (items, rv, rx) = cluster.store.snapshot_and_subscribe(&key);
-        for obj in items.iter().filter(|o| filter.matches(o)) {
-            pending.push_back(render.event("ADDED", obj));
+        for obj in items.iter().map(|o| crate::convert::to_view(&render.rt, o)) {
+            if filter.matches(&obj) {
+                pending.push_back(render.event("ADDED", &obj));
+            }
         }
         if send_initial {
             pending.push_back(render.bookmark(rv, true));

@@ -8,6 +8,7 @@ use super::read::{Filter, current, scale_of};
 use super::{Request, json_response, present};
 use crate::admission;
 use crate::cluster::Cluster;
+use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::patch::fields::Schema;
@@ -139,6 +140,7 @@ fn store_new(cluster: &Cluster, req: &Request, mut obj: Value) -> ApiResult<Valu
 pub fn create(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let mut obj = object_body(req)?;
     check_identity(req, &mut obj, false)?;
+    let mut obj = convert::from_view(&req.rt, &obj);
     let manager = req.manager();
     let api_version = req.rt.api_version(&req.path.version);
     if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -167,6 +169,7 @@ pub fn update(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         return Ok(json_response(200, &scale_of(req, &stored)));
     }
     check_identity(req, &mut obj, false)?;
+    let mut obj = convert::from_view(&req.rt, &obj);
     let old = current(cluster, req)?;
     if target(req) == Target::Main {
         admission::default(&req.rt, &mut obj, Some(&old));
@@ -219,10 +222,10 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
             let skeleton = json!({"apiVersion": api_version, "kind": req.rt.kind,
                 "metadata": applied["metadata"].clone()});
             let merged = apply::apply(&skeleton, &applied, &w, force)?;
-            let created = store_new(cluster, req, merged)?;
+            let created = store_new(cluster, req, convert::from_view(&req.rt, &merged))?;
             return Ok(json_response(201, &present(req, created)));
         };
-        let mut new = old.clone();
+        let mut new = convert::to_view(&req.rt, &old);
         match ptype {
             PatchType::Json => patch::json_patch(&mut new, &body)?,
             PatchType::Merge => patch::merge_patch(&mut new, &body),
@@ -230,9 +233,10 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
             PatchType::Apply => {
                 let mut applied = body.clone();
                 check_identity(req, &mut applied, true)?;
-                new = apply::apply(&old, &applied, &w, force)?;
+                new = apply::apply(&new, &applied, &w, force)?;
             }
         }
+        let mut new = convert::from_view(&req.rt, &new);
         // Identity cannot be patched; an explicit resourceVersion in the patch is a
         // precondition, otherwise the version read above guards against lost updates.
         let explicit_rv = body.pointer("/metadata/resourceVersion").is_some();
@@ -344,7 +348,10 @@ pub fn delete_collection(cluster: &Cluster, req: &Request) -> ApiResult<Response
         .store
         .list(&req.rt.key(), req.path.namespace.as_deref());
     let mut deleted = Vec::new();
-    for obj in items.iter().filter(|o| filter.matches(o)) {
+    for obj in items
+        .iter()
+        .filter(|o| filter.matches(&present(req, (*o).clone())))
+    {
         if req.dry_run() {
             deleted.push(present(req, obj.clone()));
             continue;
