@@ -73,9 +73,13 @@ fn set_default(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
-/// Fills defaults on a new object or a main-resource update (`old` given).
+/// Fills defaults on a new object or an update (`old` given); for custom resources also
+/// prunes fields their schema does not define.
 pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
     if !rt.builtin {
+        if let Some(schema) = &rt.schema {
+            crate::schema::prune_and_default(schema, obj);
+        }
         return;
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
@@ -168,6 +172,16 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResul
     let name = meta::name(obj);
     let invalid =
         |field: &str, msg: String| Err(ApiError::invalid(&rt.kind, name, &[(field, msg)]));
+    if let Some(schema) = rt.schema.as_ref().filter(|_| !rt.builtin) {
+        let errors = crate::schema::validate(schema, obj);
+        if !errors.is_empty() {
+            let causes: Vec<(&str, String)> = errors
+                .iter()
+                .map(|(f, m)| (f.as_str(), m.clone()))
+                .collect();
+            return Err(ApiError::invalid(&rt.kind, name, &causes));
+        }
+    }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("apps", "Deployment") => {
             let Some(selector) = obj

@@ -30,6 +30,7 @@ pub mod patch;
 mod rand;
 pub mod registry;
 pub mod requests;
+mod schema;
 pub mod selectors;
 pub mod store;
 

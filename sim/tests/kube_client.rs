@@ -183,6 +183,26 @@ async fn custom_resources_have_generation_and_a_separate_status() {
         .unwrap();
     assert_eq!(kept.data["status"]["conditions"][0]["type"], "Ready");
 
+    // The CRD schema is enforced: wrong types are 422, unknown fields are pruned.
+    let bad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w2"}, "spec": {"size": "big"}}))
+    .unwrap();
+    let err = widgets
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(err), (422, "Invalid".into()));
+    let extra: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w3"}, "spec": {"size": 1, "bogus": true}}))
+    .unwrap();
+    let pruned = widgets
+        .create(&PostParams::default(), &extra)
+        .await
+        .unwrap();
+    assert_eq!(pruned.data["spec"], json!({"size": 1}));
+
     let smp = widgets
         .patch("w1", &PatchParams::default(), &Patch::Strategic(&spec))
         .await

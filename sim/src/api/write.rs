@@ -101,6 +101,16 @@ fn writer<'a>(req: &'a Request, manager: &'a str, api_version: &'a str) -> Write
     }
 }
 
+/// Defaulting and validation of an update: built-in strategies apply to the main
+/// resource; custom resource schemas to both main and status writes.
+fn admit(req: &Request, obj: &mut Value, old: &Value) -> ApiResult<()> {
+    if target(req) == Target::Main || !req.rt.builtin {
+        admission::default(&req.rt, obj, Some(old));
+        admission::validate(&req.rt, obj, Some(old))?;
+    }
+    Ok(())
+}
+
 /// Admission and storage of a new object (shared by POST and apply-creates).
 fn store_new(cluster: &Cluster, req: &Request, mut obj: Value) -> ApiResult<Value> {
     admission::validate_name(&req.rt, &obj)?;
@@ -171,10 +181,7 @@ pub fn update(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     check_identity(req, &mut obj, false)?;
     let mut obj = convert::from_view(&req.rt, &obj);
     let old = current(cluster, req)?;
-    if target(req) == Target::Main {
-        admission::default(&req.rt, &mut obj, Some(&old));
-        admission::validate(&req.rt, &obj, Some(&old))?;
-    }
+    admit(req, &mut obj, &old)?;
     let manager = req.manager();
     let api_version = req.rt.api_version(&req.path.version);
     writer(req, &manager, &api_version).record_update(Some(&old), &mut obj);
@@ -257,10 +264,7 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         if ptype != PatchType::Apply {
             w.record_update(Some(&old), &mut new);
         }
-        if target(req) == Target::Main {
-            admission::default(&req.rt, &mut new, Some(&old));
-            admission::validate(&req.rt, &new, Some(&old))?;
-        }
+        admit(req, &mut new, &old)?;
         if req.dry_run() {
             return Ok(json_response(200, &present(req, new)));
         }
