@@ -40,7 +40,13 @@ fn content_type(req: &Request) -> &str {
 
 /// Parses a body that must be a JSON (or YAML) object.
 fn object_body(req: &Request) -> ApiResult<Value> {
-    let yaml = content_type(req).contains("yaml");
+    let ct = content_type(req);
+    // kubectl's typed clients (`kubectl create configmap ...`) send protobuf; only JSON and
+    // YAML are understood here.
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(ct));
+    }
+    let yaml = ct.contains("yaml");
     let obj = patch::parse_body(&req.body, yaml)?;
     if !obj.is_object() {
         return Err(ApiError::bad_request("the request body must be an object"));
@@ -335,6 +341,16 @@ fn delete_options(req: &Request) -> ApiResult<DeleteOptions> {
 pub fn delete(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let opts = delete_options(req)?;
     let name = req.path.name.as_deref().unwrap_or_default();
+    if req.rt.kind == "Namespace"
+        && req.rt.builtin
+        && ["default", "kube-system", "kube-public"].contains(&name)
+    {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+        ));
+    }
     if req.dry_run() {
         return Ok(json_response(200, &present(req, current(cluster, req)?)));
     }

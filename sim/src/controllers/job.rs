@@ -181,47 +181,19 @@ impl JobController {
                     }
                     failed_count += running.len();
                     active_count = 0;
-                    let target = condition(
-                        conditions.as_ref(),
-                        "FailureTarget",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    let failed_c = condition(
-                        conditions.as_ref(),
-                        "Failed",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    status["conditions"] = json!([target, failed_c]);
                 } else {
                     status["completionTime"] = json!(meta::now());
-                    let ok = condition(
-                        conditions.as_ref(),
-                        "SuccessCriteriaMet",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    let complete = condition(
-                        conditions.as_ref(),
-                        "Complete",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    status["conditions"] = json!([ok, complete]);
                 }
+                let c = condition(
+                    conditions.as_ref(),
+                    type_,
+                    "True",
+                    reason,
+                    message,
+                    false,
+                    false,
+                );
+                status["conditions"] = json!([c]);
             }
             None => {
                 let last_failure = run
