@@ -300,6 +300,50 @@ async fn jobs_succeed_fail_and_time_out_as_scripted() {
 }
 
 #[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let (_sim, client) = common::start(100.0).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let job = common::job("fg", "busybox", json!({}), 0);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(job).unwrap(),
+    )
+    .await
+    .unwrap();
+    common::wait_for(&jobs, "fg", "Complete", |j| {
+        job_condition(j, "Complete").is_some()
+    })
+    .await;
+    let pending = jobs
+        .delete("fg", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let pending = pending.left().expect("the Job waits for its pods");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert!(
+        pending
+            .metadata
+            .finalizers
+            .unwrap()
+            .contains(&"foregroundDeletion".to_string())
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while jobs.get_opt("fg").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Job goes after its pods"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = pods
+        .list(&ListParams::default().labels("job-name=fg"))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+}
+
+#[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
     let (_sim, client) = common::start(1.0).await;
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
@@ -308,7 +352,8 @@ async fn finalizers_hold_deletion_until_removed() {
     )
     .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
-    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let answer = cms.delete("held", &DeleteParams::default()).await.unwrap();
+    assert!(answer.is_left(), "a held object comes back, not a Status");
     let pending = cms.get("held").await.unwrap();
     assert!(pending.metadata.deletion_timestamp.is_some());
     cms.patch(
@@ -319,4 +364,11 @@ async fn finalizers_hold_deletion_until_removed() {
     .await
     .unwrap();
     assert!(cms.get_opt("held").await.unwrap().is_none());
+    let cm = serde_json::from_value(json!({"metadata": {"name": "free"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let answer = cms.delete("free", &DeleteParams::default()).await.unwrap();
+    assert!(
+        answer.is_right(),
+        "an immediate deletion answers with a Success status"
+    );
 }

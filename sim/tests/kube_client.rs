@@ -388,3 +388,74 @@ async fn events_from_kube_runtime_are_visible_as_core_events() {
     assert_eq!(e.reason.as_deref(), Some("BackupSucceeded"));
     assert_eq!(e.count, Some(2));
 }
+
+#[tokio::test]
+async fn streaming_list_watch_and_selector_transitions() {
+    let (_sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["s1", "s2"] {
+        cms.create(
+            &PostParams::default(),
+            &config_map(name, json!({"pick": "yes"})),
+        )
+        .await
+        .unwrap();
+    }
+    // kube's opt-in streaming list (sendInitialEvents) ends its initial events with a bookmark.
+    let cfg = watcher::Config::default()
+        .streaming_lists()
+        .labels("pick=yes");
+    let mut events = watcher(cms.clone(), cfg).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.try_next());
+        match next.await.unwrap().unwrap().unwrap() {
+            watcher::Event::InitApply(cm) => initial.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["s1", "s2"]);
+
+    // Leaving the selection is a deletion for this watch.
+    let unpick = json!({"metadata": {"labels": {"pick": "no"}}});
+    cms.patch("s1", &PatchParams::default(), &Patch::Merge(&unpick))
+        .await
+        .unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.try_next());
+        if let watcher::Event::Delete(cm) = next.await.unwrap().unwrap().unwrap() {
+            assert_eq!(cm.metadata.name.as_deref(), Some("s1"));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn leases_round_trip_micro_times() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_sim, client) = common::start(1.0).await;
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
+                 "renewTime": "2026-01-01T00:00:00.123456Z"}}))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut taken = created.clone();
+    taken.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("leader", &PostParams::default(), &taken)
+        .await
+        .unwrap();
+    // A second holder working from the old version loses.
+    let mut late = created;
+    late.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let err = leases
+        .replace("leader", &PostParams::default(), &late)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(err).0, 409);
+    let now = leases.get("leader").await.unwrap().spec.unwrap();
+    assert_eq!(now.holder_identity.as_deref(), Some("b"));
+    assert!(now.renew_time.is_some());
+}

@@ -357,7 +357,16 @@ pub fn delete(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let obj = cluster
         .store
         .delete(&req.rt, req.namespace(), name, &opts)?;
-    Ok(json_response(200, &present(req, obj)))
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        // Finalizers hold it: the object, as it now is, tells the client deletion is pending.
+        return Ok(json_response(200, &present(req, obj)));
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "group": req.rt.group, "kind": req.rt.plural,
+                            "uid": meta::uid(&obj)}}),
+    ))
 }
 
 /// DELETE of a collection (with selectors).
