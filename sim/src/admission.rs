@@ -167,6 +167,30 @@ pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
     }
 }
 
+/// With `fieldValidation=Strict`, fields a custom resource's schema does not declare are a
+/// 400 (as kubectl's default `--validate=strict` gets from a real server) instead of being
+/// pruned silently.
+pub fn strict_fields(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    let Some(schema) = rt.schema.as_ref().filter(|_| !rt.builtin) else {
+        return Ok(());
+    };
+    let unknown = crate::schema::prune_and_default(schema, &mut obj.clone());
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+        rt.kind,
+        rt.versions.first().map(String::as_str).unwrap_or_default(),
+        rt.kind,
+        fields.join(", ")
+    )))
+}
+
 /// Rejects objects a real server would reject with 422.
 pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
     let name = meta::name(obj);

@@ -11,71 +11,90 @@ fn preserves(schema: &Value) -> bool {
 }
 
 /// Drops fields the schema does not know and fills defaults, below the root's metadata.
-pub fn prune_and_default(schema: &Value, obj: &mut Value) {
+/// Returns the dropped fields' paths (`spec.bogus`), which `fieldValidation=Strict` rejects.
+pub fn prune_and_default(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut dropped = Vec::new();
     let Some(map) = obj.as_object_mut() else {
-        return;
+        return dropped;
     };
     let props = schema.get("properties").and_then(Value::as_object);
     let keep_all = preserves(schema);
     map.retain(|k, _| {
-        matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+        let keep = matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
             || keep_all
-            || props.is_some_and(|p| p.contains_key(k))
+            || props.is_some_and(|p| p.contains_key(k));
+        if !keep {
+            dropped.push(k.clone());
+        }
+        keep
     });
     for (k, v) in map.iter_mut() {
         if k == "metadata" {
             continue;
         }
         if let Some(s) = props.and_then(|p| p.get(k)) {
-            node(s, v);
+            node(s, v, k, &mut dropped);
         }
     }
     if let Some(p) = props {
-        fill_defaults(p, map);
+        fill_defaults(p, map, "", &mut dropped);
     }
+    dropped
 }
 
-fn fill_defaults(props: &Map<String, Value>, map: &mut Map<String, Value>) {
+fn fill_defaults(
+    props: &Map<String, Value>,
+    map: &mut Map<String, Value>,
+    path: &str,
+    dropped: &mut Vec<String>,
+) {
     for (k, s) in props {
         if !map.contains_key(k)
             && let Some(d) = s.get("default")
         {
             let mut d = d.clone();
-            node(s, &mut d);
+            node(s, &mut d, &join(path, k), dropped);
             map.insert(k.clone(), d);
         }
     }
 }
 
-fn node(schema: &Value, value: &mut Value) {
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn node(schema: &Value, value: &mut Value, path: &str, dropped: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties");
-            let keep_all = preserves(schema) || additional == Some(&Value::Bool(true));
-            if props.is_some() || additional.is_some_and(Value::is_object) || !keep_all {
-                map.retain(|k, _| {
-                    keep_all
-                        || props.is_some_and(|p| p.contains_key(k))
-                        || additional.is_some_and(Value::is_object)
-                });
-            }
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let keep_all =
+                preserves(schema) || schema.get("additionalProperties") == Some(&Value::Bool(true));
+            map.retain(|k, _| {
+                let keep =
+                    keep_all || additional.is_some() || props.is_some_and(|p| p.contains_key(k));
+                if !keep {
+                    dropped.push(join(path, k));
+                }
+                keep
+            });
             for (k, v) in map.iter_mut() {
-                let child = props
-                    .and_then(|p| p.get(k))
-                    .or_else(|| additional.filter(|a| a.is_object()));
-                if let Some(s) = child {
-                    node(s, v);
+                if let Some(s) = props.and_then(|p| p.get(k)).or(additional) {
+                    node(s, v, &join(path, k), dropped);
                 }
             }
             if let Some(p) = props {
-                fill_defaults(p, map);
+                fill_defaults(p, map, path, dropped);
             }
         }
         Value::Array(items) => {
             if let Some(s) = schema.get("items") {
-                for item in items {
-                    node(s, item);
+                for (i, item) in items.iter_mut().enumerate() {
+                    node(s, item, &format!("{path}[{i}]"), dropped);
                 }
             }
         }
@@ -231,7 +250,8 @@ mod tests {
     fn unknown_fields_are_pruned_and_defaults_filled() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
             "spec": {"version": "1", "bogus": true, "extra": {"any": 1}}, "junk": 1});
-        prune_and_default(&schema(), &mut obj);
+        let dropped = prune_and_default(&schema(), &mut obj);
+        assert_eq!(dropped, ["junk", "spec.bogus"]);
         assert_eq!(
             obj,
             json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},

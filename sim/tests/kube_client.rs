@@ -459,3 +459,25 @@ async fn leases_round_trip_micro_times() {
     assert_eq!(now.holder_identity.as_deref(), Some("b"));
     assert!(now.renew_time.is_some());
 }
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let (_sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &config_map("m1", json!({"a": "b"})))
+        .await
+        .unwrap();
+    let meta = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(meta.metadata.labels.unwrap()["a"], "b");
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::namespaced(client, "default");
+    let mut events = watcher(metas, watcher::Config::default()).boxed();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.try_next());
+        if let watcher::Event::InitApply(m) = next.await.unwrap().unwrap().unwrap() {
+            assert_eq!(m.metadata.name.as_deref(), Some("m1"));
+            break;
+        }
+    }
+}

@@ -289,6 +289,12 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         )
         .await;
     assert!(err.contains("is invalid"), "{err}");
+    let unknown = WIDGET.replace("size: 3", "size: 3\n  colour: red");
+    let err = kubectl.fails(&["apply", "-f", "-"], Some(&unknown)).await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.colour\""),
+        "{err}"
+    );
     let err = kubectl.fails(&["get", "widget", "nope"], None).await;
     assert!(
         err.contains("NotFound") && err.contains("\"nope\" not found"),

@@ -3,7 +3,7 @@
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{Request, json_response, present, table};
+use super::{Request, json_response, metadata_only, partial, present, table, view};
 use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
@@ -97,7 +97,7 @@ pub fn list(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         .list(&req.rt.key(), req.path.namespace.as_deref());
     let mut items: Vec<Value> = items
         .into_iter()
-        .map(|o| present(req, o))
+        .map(|o| view(&req.rt, &req.path.version, &o))
         .filter(|o| filter.matches(o))
         .collect();
     if let Some(token) = req.param("continue").filter(|t| !t.is_empty()) {
@@ -125,6 +125,14 @@ pub fn list(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         return Ok(json_response(
             200,
             &table::table(&req.rt, &items, list_meta, include),
+        ));
+    }
+    if metadata_only(&req.headers) {
+        let items: Vec<Value> = items.iter().map(partial).collect();
+        return Ok(json_response(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": list_meta, "items": items}),
         ));
     }
     Ok(json_response(

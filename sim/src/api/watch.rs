@@ -30,6 +30,7 @@ struct Render {
     rt: ResourceType,
     api_version: String,
     as_table: Option<table::Include>,
+    metadata_only: bool,
 }
 
 impl Render {
@@ -38,6 +39,9 @@ impl Render {
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(self.api_version));
             map.insert("kind".into(), json!(self.rt.kind));
+        }
+        if self.metadata_only {
+            obj = super::partial(&obj);
         }
         if let Some(include) = self.as_table {
             let meta = json!({"resourceVersion": crate::meta::resource_version(&obj)});
@@ -164,6 +168,7 @@ pub fn watch(cluster: &Arc<Cluster>, req: &Request, effects: &[ApiEffect]) -> Ap
         api_version: req.rt.api_version(&req.path.version),
         as_table: table::wanted(&req.headers)
             .then(|| table::Include::parse(req.param("includeObject"))),
+        metadata_only: super::metadata_only(&req.headers),
     };
     if effects.contains(&ApiEffect::Gone) {
         let err = ApiError::gone("too old resource version (simulated fault)");

@@ -110,6 +110,9 @@ fn writer<'a>(req: &'a Request, manager: &'a str, api_version: &'a str) -> Write
 /// Defaulting and validation of an update: built-in strategies apply to the main
 /// resource; custom resource schemas to both main and status writes.
 fn admit(req: &Request, obj: &mut Value, old: &Value) -> ApiResult<()> {
+    if req.param("fieldValidation") == Some("Strict") {
+        admission::strict_fields(&req.rt, obj)?;
+    }
     if target(req) == Target::Main || !req.rt.builtin {
         admission::default(&req.rt, obj, Some(old));
         admission::validate(&req.rt, obj, Some(old))?;
@@ -120,6 +123,9 @@ fn admit(req: &Request, obj: &mut Value, old: &Value) -> ApiResult<()> {
 /// Admission and storage of a new object (shared by POST and apply-creates).
 fn store_new(cluster: &Cluster, req: &Request, mut obj: Value) -> ApiResult<Value> {
     admission::validate_name(&req.rt, &obj)?;
+    if req.param("fieldValidation") == Some("Strict") {
+        admission::strict_fields(&req.rt, &obj)?;
+    }
     let md = meta::metadata_mut(&mut obj);
     for server_owned in [
         "uid",
