@@ -256,6 +256,24 @@ async fn jobs_succeed_fail_and_time_out_as_scripted() {
         Some("DeadlineExceeded")
     );
 
+    // A finished Job with a TTL goes away by itself.
+    let mut ttl = common::job("short-lived", "busybox", json!({}), 0);
+    ttl["spec"]["ttlSecondsAfterFinished"] = json!(60);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(ttl).unwrap(),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while jobs.get_opt("short-lived").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the TTL deletes the Job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Deleting a Job deletes its pods (background propagation through ownerReferences).
     jobs.delete("migrate-1", &DeleteParams::background())
         .await

@@ -186,7 +186,7 @@ pub fn update(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         if !wanted_rv.is_empty() {
             meta::metadata_mut(&mut target).insert("resourceVersion".into(), json!(wanted_rv));
         }
-        target["spec"]["replicas"] = replicas;
+        meta::set(&mut target, &["spec", "replicas"], replicas);
         let stored = cluster.store.update(&req.rt, target, Target::Main)?;
         return Ok(json_response(200, &scale_of(req, &stored)));
     }
@@ -304,7 +304,8 @@ fn patch_scale(
         PatchType::Json => patch::json_patch(&mut scale, body)?,
         _ => patch::merge_patch(&mut scale, body),
     }
-    target["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    meta::set(&mut target, &["spec", "replicas"], replicas);
     let stored = cluster.store.update(&req.rt, target, Target::Main)?;
     Ok(json_response(200, &scale_of(req, &stored)))
 }
