@@ -5,12 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use apprelease_sim::{ImageEffect, JobMatch, JobRule};
@@ -53,18 +53,31 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         .unwrap();
     common::wait_for(&deploys, "web", "initial rollout", |d| rolled_out(d, 4)).await;
 
-    // Record every status during the next rollout.
+    // Record every status during the next rollout, from a watch that is running before
+    // the change is made.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
     let recorder = {
         let seen = seen.clone();
-        let stream = watcher(deploys.clone(), watcher::Config::default()).applied_objects();
+        let mut stream = watcher(deploys.clone(), watcher::Config::default()).boxed();
         tokio::spawn(async move {
-            let mut stream = Box::pin(stream);
-            while let Ok(Some(d)) = stream.try_next().await {
-                seen.lock().unwrap().push(d.status.unwrap_or_default());
+            let mut listed = Some(listed_tx);
+            while let Ok(Some(event)) = stream.try_next().await {
+                match event {
+                    watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+                        seen.lock().unwrap().push(d.status.unwrap_or_default());
+                    }
+                    watcher::Event::InitDone => {
+                        if let Some(tx) = listed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
+                }
             }
         })
     };
+    listed_rx.await.unwrap();
     let pp = PatchParams::apply("apprelease-operator").force();
     let applied = deploys
         .patch("web", &pp, &Patch::Apply(image_patch("app:2")))
