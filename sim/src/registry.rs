@@ -16,7 +16,8 @@ pub struct Column {
     pub name: String,
     /// OpenAPI type: string, integer, number, boolean, date.
     pub type_: String,
-    /// JSONPath into the object (`.status.readyReplicas`).
+    /// JSONPath into the object (`.status.readyReplicas`); built-in kinds may also use a
+    /// template of counts (`{.status.readyReplicas}/{.spec.replicas}`) for READY-style cells.
     pub json_path: String,
     /// 0 shows by default, higher only with `-o wide`.
     pub priority: i64,
@@ -192,6 +193,11 @@ pub fn builtins() -> Vec<ResourceType> {
             .with_status()
             .with_scale()
             .cols(&[
+                (
+                    "Ready",
+                    "string",
+                    "{.status.readyReplicas}/{.spec.replicas}",
+                ),
                 ("Up-to-date", "integer", ".status.updatedReplicas"),
                 ("Available", "integer", ".status.availableReplicas"),
                 AGE,
@@ -210,7 +216,11 @@ pub fn builtins() -> Vec<ResourceType> {
                     "string",
                     ".status.conditions[?(@.status==\"True\")].type",
                 ),
-                ("Succeeded", "integer", ".status.succeeded"),
+                (
+                    "Completions",
+                    "string",
+                    "{.status.succeeded}/{.spec.completions}",
+                ),
                 ("Failed", "integer", ".status.failed"),
                 AGE,
             ]),
