@@ -206,7 +206,13 @@ pub fn builtins() -> Vec<ResourceType> {
             .short(&["rs"])
             .in_all()
             .with_status()
-            .with_scale(),
+            .with_scale()
+            .cols(&[
+                ("Desired", "integer", ".spec.replicas"),
+                ("Current", "integer", ".status.replicas"),
+                ("Ready", "integer", ".status.readyReplicas"),
+                AGE,
+            ]),
         ResourceType::builtin("batch", "v1", "Job", "jobs", true)
             .in_all()
             .with_status()

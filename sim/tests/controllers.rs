@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -128,6 +128,40 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         .unwrap();
     common::wait_for(&deploys, "web", "rollback", |d| rolled_out(d, 4)).await;
 
+    // The pods are there to see, owned by the current ReplicaSet.
+    let pods: Api<Pod> = Api::namespaced(deploys.clone().into_client(), "default");
+    let rs_api: Api<ReplicaSet> = Api::namespaced(deploys.clone().into_client(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let web_pods = loop {
+        let listed = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap();
+        if listed.items.len() == 4 {
+            break listed.items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "4 pods, got {}",
+            listed.items.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let owner = web_pods[0]
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap()
+        .remove(0);
+    assert_eq!(owner.kind, "ReplicaSet");
+    let current = rs_api.get(&owner.name).await.unwrap();
+    assert_eq!(current.spec.unwrap().replicas, Some(4));
+    assert!(
+        web_pods
+            .iter()
+            .all(|p| p.status.as_ref().unwrap().phase.as_deref() == Some("Running"))
+    );
+
     // Scaling through the scale subresource.
     deploys
         .patch_scale(
@@ -138,6 +172,32 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         .await
         .unwrap();
     common::wait_for(&deploys, "web", "scaled to 2", |d| rolled_out(d, 2)).await;
+
+    // Deleting the Deployment collects its ReplicaSets and their pods.
+    deploys
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+        || !rs_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ReplicaSets and pods are collected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn job_condition(j: &Job, type_: &str) -> Option<String> {

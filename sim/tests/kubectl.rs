@@ -273,6 +273,61 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         )
         .await;
     assert_eq!(images, "app:3 side:1");
+    // The rollout history lives in ReplicaSets: undo goes back to app:2.
+    kubectl
+        .ok(
+            &["rollout", "status", "deployment/web", "--timeout=30s"],
+            None,
+        )
+        .await;
+    kubectl
+        .ok(&["rollout", "undo", "deployment/web"], None)
+        .await;
+    kubectl
+        .ok(
+            &["rollout", "status", "deployment/web", "--timeout=30s"],
+            None,
+        )
+        .await;
+    let images = kubectl
+        .ok(
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[*].image}",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(images, "app:2 side:1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pods = kubectl
+            .ok(&["get", "pods", "-l", "app=web", "-o", "name"], None)
+            .await;
+        if pods.lines().count() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two pods remain: {pods}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kubectl
+        .ok(
+            &[
+                "patch",
+                "deployment",
+                "web",
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:3"}]}}}}"#,
+            ],
+            None,
+        )
+        .await;
     let described = kubectl.ok(&["describe", "deployment", "web"], None).await;
     assert!(
         described.contains("Progressing") && described.contains("app:3"),

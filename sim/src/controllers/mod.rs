@@ -6,6 +6,7 @@ mod conditions;
 pub mod deployment;
 pub mod gc;
 pub mod job;
+mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
