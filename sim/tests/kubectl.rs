@@ -7,6 +7,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use apprelease_sim::SimHandle;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -132,7 +134,7 @@ async fn with_widgets(kubectl: &Kubectl) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
-    let (sim, _client) = common::start(20.0).await;
+    let (sim, client) = common::start(20.0).await;
     let kubectl = Kubectl::new(&sim, "main");
     with_widgets(&kubectl).await;
 
@@ -194,7 +196,35 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         .await;
     let wide = kubectl.ok(&["get", "widgets", "-o", "wide"], None).await;
     assert!(wide.contains("True") && wide.contains("all good"), "{wide}");
+    // An event published the way the operator does (events.k8s.io) shows in describe.
+    let uid = kubectl
+        .ok(
+            &["get", "widget", "w1", "-o", "jsonpath={.metadata.uid}"],
+            None,
+        )
+        .await;
+    let recorder = Recorder::new(client.clone(), "widget-controller".into());
+    let reference = ObjectReference {
+        api_version: Some("example.com/v1".into()),
+        kind: Some("Widget".into()),
+        name: Some("w1".into()),
+        namespace: Some("default".into()),
+        uid: Some(uid),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Resized".into(),
+        note: Some("grew to 4".into()),
+        action: "Resize".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.unwrap();
     let described = kubectl.ok(&["describe", "widget", "w1"], None).await;
+    assert!(
+        described.contains("Resized") && described.contains("grew to 4"),
+        "{described}"
+    );
     assert!(
         described.contains("Size:") && described.contains("all good"),
         "{described}"
