@@ -34,6 +34,12 @@ struct ServeArgs {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Simulated seconds a Job pod runs when no rule matches it.
+    #[arg(long, default_value_t = 2.0)]
+    job_seconds: f64,
+    /// Simulated seconds a Deployment pod takes to become ready.
+    #[arg(long, default_value_t = 2.0)]
+    pod_ready_seconds: f64,
     /// A fault as JSON, e.g. '{"kind":"image","image":"*:broken","effect":"neverReady"}'
     /// (repeatable; the same format `POST /sim/faults` takes).
     #[arg(long = "fault", value_parser = parse_fault)]
@@ -60,11 +66,17 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.time_scale > 0.0 && args.time_scale.is_finite(),
+        "--time-scale must be a positive number, got {}",
+        args.time_scale
+    );
     let sim = Sim::start(SimConfig {
         port: args.port,
         time_scale: args.time_scale,
         faults: args.faults,
-        ..SimConfig::default()
+        default_job_run: seconds(args.job_seconds)?,
+        pod_ready_after: seconds(args.pod_ready_seconds)?,
     })
     .await
     .context("binding the simulated API server")?;
@@ -77,6 +89,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await?;
     sim.shutdown().await;
     Ok(())
+}
+
+fn seconds(value: f64) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{value} is not a number of seconds"))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
