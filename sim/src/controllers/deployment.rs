@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::conditions::condition;
+use super::conditions::Condition;
 use crate::cluster::Cluster;
 use crate::faults::{ImageEffect, images};
 use crate::meta;
@@ -140,25 +140,11 @@ impl DeploymentController {
         let replicas = spec["replicas"].as_u64().unwrap_or(1) as usize;
         let template = spec.get("template");
         let hash = template_hash(template);
-        let wanted_images = images(template.and_then(|t| t.get("spec")));
         let min_ready = spec["minReadySeconds"].as_u64().unwrap_or(0);
         let ready_after = cluster.pod_ready_after + std::time::Duration::from_secs(min_ready);
         let rollout = self.rollouts.entry(meta::uid(d).to_string()).or_default();
         let now = Instant::now();
-        let mut progressed = false;
-        if rollout.template_hash != hash {
-            rollout.template_hash = hash.clone();
-            progressed = true;
-            // A template that becomes current gets the next revision, also when it is an
-            // old one coming back (a rollback), as the real controller numbers them.
-            let newest = rollout.revisions.values().copied().max().unwrap_or(0);
-            if rollout.revisions.get(&hash) != Some(&newest) || newest == 0 {
-                rollout.revisions.insert(hash.clone(), newest + 1);
-            }
-            if let Some(t) = template {
-                rollout.templates.insert(hash.clone(), t.clone());
-            }
-        }
+        let mut progressed = rollout.switch_template(&hash, template);
         // A pod whose object someone deleted is gone; the rollout below replaces it.
         let namespace = meta::namespace(d).to_string();
         rollout
@@ -170,25 +156,10 @@ impl DeploymentController {
                 .all(|i| cluster.faults.image_effect(i).is_none())
                 && cluster.clock.since(p.created) >= ready_after
         };
-
+        let strategy = Strategy::of(spec, replicas);
         if spec["paused"] != json!(true) {
-            let recreate = spec.pointer("/strategy/type") == Some(&json!("Recreate"));
-            let surge = resolve(
-                spec.pointer("/strategy/rollingUpdate/maxSurge"),
-                replicas,
-                true,
-                "25%",
-            );
-            let mut unavailable = resolve(
-                spec.pointer("/strategy/rollingUpdate/maxUnavailable"),
-                replicas,
-                false,
-                "25%",
-            );
-            if surge == 0 && unavailable == 0 {
-                unavailable = 1;
-            }
             let deployment_name = meta::name(d);
+            let wanted_images = images(template.and_then(|t| t.get("spec")));
             let new_pod = || SimPod {
                 name: format!("{deployment_name}-{hash}-{}", crate::rand::name_suffix()),
                 template_hash: hash.clone(),
@@ -200,63 +171,8 @@ impl DeploymentController {
                 crashing: false,
                 ready_at: None,
             };
-            let old_count = rollout
-                .pods
-                .iter()
-                .filter(|p| p.template_hash != hash)
-                .count();
-            if recreate {
-                if old_count > 0 {
-                    rollout.pods.retain(|p| p.template_hash == hash);
-                } else {
-                    while rollout.pods.len() < replicas {
-                        rollout.pods.push(new_pod());
-                    }
-                }
-            } else {
-                // Scale the new pods up within the surge budget.
-                let new_count = rollout.pods.len() - old_count;
-                let room = (replicas + surge).saturating_sub(rollout.pods.len());
-                for _ in 0..room.min(replicas.saturating_sub(new_count)) {
-                    rollout.pods.push(new_pod());
-                }
-                // Old pods that are not ready hold no availability: drop them first.
-                rollout
-                    .pods
-                    .retain(|p| p.template_hash == hash || is_ready(p));
-                // Then old ready pods, as long as enough pods stay available.
-                let min_available = replicas.saturating_sub(unavailable);
-                let mut spare = rollout
-                    .pods
-                    .iter()
-                    .filter(|p| is_ready(p))
-                    .count()
-                    .saturating_sub(min_available);
-                rollout.pods.retain(|p| {
-                    if p.template_hash != hash && spare > 0 {
-                        spare -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-            // Without old pods, follow replicas (scaling down drops unready pods first).
-            if rollout.pods.iter().all(|p| p.template_hash == hash) {
-                while rollout.pods.len() < replicas {
-                    rollout.pods.push(new_pod());
-                }
-                while rollout.pods.len() > replicas {
-                    let victim = rollout
-                        .pods
-                        .iter()
-                        .position(|p| !is_ready(p))
-                        .unwrap_or(rollout.pods.len() - 1);
-                    rollout.pods.remove(victim);
-                }
-            }
+            rollout.step(&strategy, replicas, new_pod, is_ready);
         }
-
         for p in rollout.pods.iter_mut() {
             p.ready = is_ready(p);
             p.crashing = p
@@ -264,13 +180,14 @@ impl DeploymentController {
                 .iter()
                 .any(|i| cluster.faults.image_effect(i) == Some(ImageEffect::Crash));
         }
+
         let total = rollout.pods.len();
         let updated = rollout
             .pods
             .iter()
             .filter(|p| p.template_hash == hash)
             .count();
-        let ready = rollout.pods.iter().filter(|p| is_ready(p)).count();
+        let ready = rollout.pods.iter().filter(|p| p.ready).count();
         if rollout.last_counts != (total, updated, ready) {
             rollout.last_counts = (total, updated, ready);
             progressed = true;
@@ -278,71 +195,49 @@ impl DeploymentController {
         if progressed || rollout.last_progress.is_none() {
             rollout.last_progress = Some(now);
         }
-        let unavailable_budget = resolve(
-            spec.pointer("/strategy/rollingUpdate/maxUnavailable"),
-            replicas,
-            false,
-            "25%",
-        );
         let complete = updated == replicas && total == replicas && ready == replicas;
         let deadline = spec["progressDeadlineSeconds"].as_u64().unwrap_or(600);
         let stalled = !complete
             && rollout
                 .last_progress
                 .is_some_and(|t| cluster.clock.since(t).as_secs() >= deadline);
-        let rs_name = format!("{}-{}", meta::name(d), hash);
+        let rs = format!("ReplicaSet \"{}-{hash}\"", meta::name(d));
         let old_conditions = d.pointer("/status/conditions");
-        let available = if ready >= replicas.saturating_sub(unavailable_budget) {
-            condition(
-                old_conditions,
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.",
-                false,
-                true,
-            )
+        let available = if ready >= replicas.saturating_sub(strategy.max_unavailable) {
+            Condition {
+                type_: "Available",
+                status: "True",
+                reason: "MinimumReplicasAvailable",
+                message: "Deployment has minimum availability.",
+            }
         } else {
-            condition(
-                old_conditions,
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-                false,
-                true,
-            )
+            Condition {
+                type_: "Available",
+                status: "False",
+                reason: "MinimumReplicasUnavailable",
+                message: "Deployment does not have minimum availability.",
+            }
         };
-        let progressing = if complete {
-            condition(
-                old_conditions,
-                "Progressing",
+        let (status, reason, message) = if complete {
+            (
                 "True",
                 "NewReplicaSetAvailable",
-                &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
-                false,
-                true,
+                format!("{rs} has successfully progressed."),
             )
         } else if stalled {
-            condition(
-                old_conditions,
-                "Progressing",
+            (
                 "False",
                 "ProgressDeadlineExceeded",
-                &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
-                false,
-                true,
+                format!("{rs} has timed out progressing."),
             )
         } else {
-            condition(
-                old_conditions,
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                &format!("ReplicaSet \"{rs_name}\" is progressing."),
-                progressed,
-                true,
-            )
+            ("True", "ReplicaSetUpdated", format!("{rs} is progressing."))
+        };
+        let progressing = Condition {
+            type_: "Progressing",
+            status,
+            reason,
+            message: &message,
         };
         let mut status = json!({
             "observedGeneration": meta::generation(d),
@@ -350,16 +245,131 @@ impl DeploymentController {
             "updatedReplicas": updated,
             "readyReplicas": ready,
             "availableReplicas": ready,
-            "conditions": [available, progressing],
+            "unavailableReplicas": total.max(replicas).saturating_sub(ready),
+            "conditions": [
+                available.render_with_update_time(old_conditions, false),
+                progressing.render_with_update_time(old_conditions, progressed && !complete && !stalled),
+            ],
         });
-        let unavailable_now = total.max(replicas).saturating_sub(ready);
-        if unavailable_now > 0 {
-            status["unavailableReplicas"] = json!(unavailable_now);
-        }
         // Like the real controller, zero counts are omitted.
         if let Some(map) = status.as_object_mut() {
             map.retain(|_, v| v != &json!(0));
         }
         status
+    }
+}
+
+/// How a Deployment replaces its pods.
+struct Strategy {
+    recreate: bool,
+    max_surge: usize,
+    max_unavailable: usize,
+}
+
+impl Strategy {
+    fn of(spec: &Value, replicas: usize) -> Self {
+        if spec.pointer("/strategy/type") == Some(&json!("Recreate")) {
+            return Self {
+                recreate: true,
+                max_surge: 0,
+                max_unavailable: 0,
+            };
+        }
+        let max_surge = resolve(
+            spec.pointer("/strategy/rollingUpdate/maxSurge"),
+            replicas,
+            true,
+            "25%",
+        );
+        let mut max_unavailable = resolve(
+            spec.pointer("/strategy/rollingUpdate/maxUnavailable"),
+            replicas,
+            false,
+            "25%",
+        );
+        // Both zero would never make progress; the real controller allows one unavailable.
+        if max_surge == 0 && max_unavailable == 0 {
+            max_unavailable = 1;
+        }
+        Self {
+            recreate: false,
+            max_surge,
+            max_unavailable,
+        }
+    }
+}
+
+impl Rollout {
+    /// Makes `hash` the current template; true when it changed. A template that becomes
+    /// current gets the next revision, also when it is an old one coming back (a
+    /// rollback), as the real controller numbers them.
+    fn switch_template(&mut self, hash: &str, template: Option<&Value>) -> bool {
+        if self.template_hash == hash {
+            return false;
+        }
+        self.template_hash = hash.to_string();
+        let newest = self.revisions.values().copied().max().unwrap_or(0);
+        if self.revisions.get(hash) != Some(&newest) || newest == 0 {
+            self.revisions.insert(hash.to_string(), newest + 1);
+        }
+        if let Some(t) = template {
+            self.templates.insert(hash.to_string(), t.clone());
+        }
+        true
+    }
+
+    /// One step of the rollout: create and remove pods within the strategy's bounds.
+    fn step(
+        &mut self,
+        strategy: &Strategy,
+        replicas: usize,
+        new_pod: impl Fn() -> SimPod,
+        is_ready: impl Fn(&SimPod) -> bool,
+    ) {
+        let hash = self.template_hash.clone();
+        let old_count = self.pods.iter().filter(|p| p.template_hash != hash).count();
+        if strategy.recreate {
+            // All old pods go before any new one starts.
+            self.pods.retain(|p| p.template_hash == hash);
+        } else {
+            // Scale the new pods up within the surge budget.
+            let new_count = self.pods.len() - old_count;
+            let room = (replicas + strategy.max_surge).saturating_sub(self.pods.len());
+            for _ in 0..room.min(replicas.saturating_sub(new_count)) {
+                self.pods.push(new_pod());
+            }
+            // Old pods that are not ready hold no availability: drop them first.
+            self.pods.retain(|p| p.template_hash == hash || is_ready(p));
+            // Then old ready pods, as long as enough pods stay available.
+            let min_available = replicas.saturating_sub(strategy.max_unavailable);
+            let mut spare = self
+                .pods
+                .iter()
+                .filter(|p| is_ready(p))
+                .count()
+                .saturating_sub(min_available);
+            self.pods.retain(|p| {
+                if p.template_hash != hash && spare > 0 {
+                    spare -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        // Without old pods, follow replicas (scaling down drops unready pods first).
+        if self.pods.iter().all(|p| p.template_hash == hash) {
+            while self.pods.len() < replicas {
+                self.pods.push(new_pod());
+            }
+            while self.pods.len() > replicas {
+                let victim = self
+                    .pods
+                    .iter()
+                    .position(|p| !is_ready(p))
+                    .unwrap_or(self.pods.len() - 1);
+                self.pods.remove(victim);
+            }
+        }
     }
 }

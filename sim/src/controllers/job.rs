@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::conditions::condition;
+use super::conditions::Condition;
 use crate::cluster::Cluster;
 use crate::faults::{JobResult, PodOutcome};
 use crate::meta;
@@ -216,15 +216,13 @@ impl JobController {
                 } else {
                     status["completionTime"] = json!(meta::now());
                 }
-                let c = condition(
-                    conditions.as_ref(),
+                let c = Condition {
                     type_,
-                    "True",
+                    status: "True",
                     reason,
                     message,
-                    false,
-                    false,
-                );
+                }
+                .render(conditions.as_ref());
                 status["conditions"] = json!([c]);
             }
             None => {
