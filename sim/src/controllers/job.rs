@@ -118,154 +118,51 @@ impl JobController {
         if status.get("startTime").is_none() {
             status["startTime"] = json!(meta::now());
         }
+        run.finish_due(cluster, pods_rt, job, now);
 
-        // Running pods whose time has come end as scripted.
-        for a in run.attempts.iter_mut().filter(|a| a.finished.is_none()) {
-            let due = cluster.clock.since(a.started) >= a.outcome.after;
-            let ok = match &a.outcome.result {
-                JobResult::Hang => continue,
-                _ if !due => continue,
-                JobResult::Succeed { message } => {
-                    finish_pod(
-                        cluster,
-                        pods_rt,
-                        job,
-                        &a.pod,
-                        0,
-                        "Completed",
-                        message.as_deref(),
-                    );
-                    true
-                }
-                JobResult::Fail { exit_code, message } => {
-                    finish_pod(
-                        cluster,
-                        pods_rt,
-                        job,
-                        &a.pod,
-                        *exit_code,
-                        "Error",
-                        message.as_deref(),
-                    );
-                    false
-                }
-            };
-            a.finished = Some(ok);
-            a.finished_at = Some(now);
-        }
-
-        let succeeded = run
-            .attempts
-            .iter()
-            .filter(|a| a.finished == Some(true))
-            .count();
-        let failed = run
-            .attempts
-            .iter()
-            .filter(|a| a.finished == Some(false))
-            .count();
-        let active: Vec<&Attempt> = run
-            .attempts
-            .iter()
-            .filter(|a| a.finished.is_none())
-            .collect();
         let completions = spec["completions"].as_u64().unwrap_or(1) as usize;
         let parallelism = spec["parallelism"].as_u64().unwrap_or(1) as usize;
         let backoff_limit = spec["backoffLimit"].as_u64().unwrap_or(6) as usize;
         let deadline = spec["activeDeadlineSeconds"]
             .as_u64()
             .map(Duration::from_secs);
-        let conditions = job.pointer("/status/conditions").cloned();
-        let mut end: Option<(&str, &str, &str)> = None;
-
-        if succeeded >= completions {
-            end = Some((
-                "Complete",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-            ));
+        let (succeeded, failed) = (run.count(Some(true)), run.count(Some(false)));
+        let end = if succeeded >= completions {
+            Some(COMPLETE)
         } else if failed > backoff_limit {
-            end = Some((
-                "Failed",
-                "BackoffLimitExceeded",
-                "Job has reached the specified backoff limit",
-            ));
+            Some(BACKOFF_LIMIT)
         } else if deadline.is_some_and(|d| cluster.clock.since(run.started) >= d) {
-            end = Some((
-                "Failed",
-                "DeadlineExceeded",
-                "Job was active longer than specified deadline",
-            ));
-        }
-
-        let mut active_count = active.len();
-        let mut failed_count = failed;
+            Some(DEADLINE)
+        } else {
+            None
+        };
         match end {
-            Some((type_, reason, message)) => {
-                if type_ == "Failed" {
-                    // Whatever still runs is killed, and counts as failed.
-                    let running: Vec<String> = active.iter().map(|a| a.pod.clone()).collect();
-                    for pod in &running {
-                        finish_pod(cluster, pods_rt, job, pod, 137, reason, None);
-                    }
-                    for a in run.attempts.iter_mut().filter(|a| a.finished.is_none()) {
-                        a.finished = Some(false);
-                    }
-                    failed_count += running.len();
-                    active_count = 0;
+            Some(end) => {
+                if end.type_ == "Failed" {
+                    run.kill_active(cluster, pods_rt, job, end.reason);
                 } else {
                     status["completionTime"] = json!(meta::now());
                 }
-                let c = Condition {
-                    type_,
-                    status: "True",
-                    reason,
-                    message,
-                }
-                .render(conditions.as_ref());
+                let c = end.render(job.pointer("/status/conditions"));
                 status["conditions"] = json!([c]);
             }
             None => {
-                let last_failure = run
-                    .attempts
-                    .iter()
-                    .filter(|a| a.finished == Some(false))
-                    .filter_map(|a| a.finished_at)
-                    .max();
-                let backoff = if failed == 0 {
-                    Duration::ZERO
-                } else {
-                    BASE_BACKOFF
-                        .saturating_mul(1 << (failed - 1).min(10))
-                        .min(MAX_BACKOFF)
-                };
-                let waited = last_failure.is_none_or(|t| cluster.clock.since(t) >= backoff);
                 let wanted = parallelism.min(completions.saturating_sub(succeeded));
-                if waited {
-                    while active_count < wanted {
-                        let outcome = cluster.faults.job_outcome(job, cluster.default_job_run);
-                        match create_pod(cluster, pods_rt, job) {
-                            Some(pod) => {
-                                run.attempts.push(Attempt {
-                                    pod,
-                                    started: now,
-                                    outcome,
-                                    finished: None,
-                                    finished_at: None,
-                                });
-                                active_count += 1;
-                            }
-                            None => break,
-                        }
-                    }
+                if run.backoff_passed(cluster) {
+                    run.start_attempts(cluster, pods_rt, job, wanted, now);
                 }
             }
         }
-        status["active"] = json!(active_count);
-        status["ready"] = json!(active_count);
-        status["succeeded"] = json!(succeeded);
-        status["failed"] = json!(failed_count);
-        status["terminating"] = json!(0);
+        let active = run.count(None);
+        for (field, value) in [
+            ("active", active),
+            ("ready", active),
+            ("succeeded", succeeded),
+            ("failed", run.count(Some(false))),
+            ("terminating", 0),
+        ] {
+            status[field] = json!(value);
+        }
         if let Some(map) = status.as_object_mut() {
             // Zero counts are omitted, as the real controller does (ready/terminating stay).
             for field in ["active", "succeeded", "failed"] {
@@ -275,6 +172,106 @@ impl JobController {
             }
         }
         status
+    }
+}
+
+const COMPLETE: Condition<'static> = Condition {
+    type_: "Complete",
+    status: "True",
+    reason: "CompletionsReached",
+    message: "Reached expected number of succeeded pods",
+};
+const BACKOFF_LIMIT: Condition<'static> = Condition {
+    type_: "Failed",
+    status: "True",
+    reason: "BackoffLimitExceeded",
+    message: "Job has reached the specified backoff limit",
+};
+const DEADLINE: Condition<'static> = Condition {
+    type_: "Failed",
+    status: "True",
+    reason: "DeadlineExceeded",
+    message: "Job was active longer than specified deadline",
+};
+
+impl Run {
+    /// Attempts that succeeded (`Some(true)`), failed (`Some(false)`) or still run (`None`).
+    fn count(&self, finished: Option<bool>) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.finished == finished)
+            .count()
+    }
+
+    /// Running pods whose time has come end as scripted.
+    fn finish_due(&mut self, cluster: &Cluster, pods_rt: &ResourceType, job: &Value, now: Instant) {
+        for a in self.attempts.iter_mut().filter(|a| a.finished.is_none()) {
+            if cluster.clock.since(a.started) < a.outcome.after {
+                continue;
+            }
+            let (code, reason, message) = match &a.outcome.result {
+                JobResult::Hang => continue,
+                JobResult::Succeed { message } => (0, "Completed", message.as_deref()),
+                JobResult::Fail { exit_code, message } => (*exit_code, "Error", message.as_deref()),
+            };
+            finish_pod(cluster, pods_rt, job, &a.pod, code, reason, message);
+            a.finished = Some(code == 0);
+            a.finished_at = Some(now);
+        }
+    }
+
+    /// A failing Job kills what still runs; those pods count as failed.
+    fn kill_active(
+        &mut self,
+        cluster: &Cluster,
+        pods_rt: &ResourceType,
+        job: &Value,
+        reason: &str,
+    ) {
+        for a in self.attempts.iter_mut().filter(|a| a.finished.is_none()) {
+            finish_pod(cluster, pods_rt, job, &a.pod, 137, reason, None);
+            a.finished = Some(false);
+        }
+    }
+
+    /// Whether the retry delay after the last failure (10 s, doubling, simulated) is over.
+    fn backoff_passed(&self, cluster: &Cluster) -> bool {
+        let failed = self.count(Some(false));
+        if failed == 0 {
+            return true;
+        }
+        let backoff = BASE_BACKOFF
+            .saturating_mul(1 << (failed - 1).min(10))
+            .min(MAX_BACKOFF);
+        self.attempts
+            .iter()
+            .filter_map(|a| a.finished_at.filter(|_| a.finished == Some(false)))
+            .max()
+            .is_none_or(|t| cluster.clock.since(t) >= backoff)
+    }
+
+    /// Starts pods until `wanted` run, each with the outcome the faults script for it.
+    fn start_attempts(
+        &mut self,
+        cluster: &Cluster,
+        pods_rt: &ResourceType,
+        job: &Value,
+        wanted: usize,
+        now: Instant,
+    ) {
+        while self.count(None) < wanted {
+            let outcome = cluster.faults.job_outcome(job, cluster.default_job_run);
+            let Some(pod) = create_pod(cluster, pods_rt, job) else {
+                break;
+            };
+            self.attempts.push(Attempt {
+                pod,
+                started: now,
+                outcome,
+                finished: None,
+                finished_at: None,
+            });
+        }
     }
 }
 
