@@ -230,48 +230,21 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let api_version = req.rt.api_version(&req.path.version);
     let w = writer(req, &manager, &api_version);
     let force = req.flag("force");
+    let name = req.path.name.as_deref().unwrap_or_default();
+    // An explicit resourceVersion in the patch is the client's precondition; otherwise the
+    // version read here guards against lost updates, and a lost race is simply retried.
+    let explicit_rv = body.pointer("/metadata/resourceVersion").is_some();
     for _ in 0..PATCH_ATTEMPTS {
-        let name = req.path.name.as_deref().unwrap_or_default();
         let Some(old) = cluster.store.get(&req.rt.key(), req.namespace(), name) else {
             if ptype != PatchType::Apply || target(req) == Target::Status {
                 return Err(ApiError::not_found(&req.rt.key(), name));
             }
-            let mut applied = body.clone();
-            check_identity(req, &mut applied, true)?;
-            let skeleton = json!({"apiVersion": api_version, "kind": req.rt.kind,
-                "metadata": applied["metadata"].clone()});
-            let merged = apply::apply(&skeleton, &applied, &w, force)?;
-            let created = store_new(cluster, req, convert::from_view(&req.rt, &merged))?;
-            return Ok(json_response(201, &present(req, created)));
+            return apply_create(cluster, req, &body, &w, force);
         };
-        let mut new = convert::to_view(&req.rt, &old);
-        match ptype {
-            PatchType::Json => patch::json_patch(&mut new, &body)?,
-            PatchType::Merge => patch::merge_patch(&mut new, &body),
-            PatchType::Strategic => strategic::patch(&mut new, &body, Schema::of(&req.rt)),
-            PatchType::Apply => {
-                let mut applied = body.clone();
-                check_identity(req, &mut applied, true)?;
-                new = apply::apply(&new, &applied, &w, force)?;
-            }
-        }
-        let mut new = convert::from_view(&req.rt, &new);
-        // Identity cannot be patched; an explicit resourceVersion in the patch is a
-        // precondition, otherwise the version read above guards against lost updates.
-        let explicit_rv = body.pointer("/metadata/resourceVersion").is_some();
-        let md = meta::metadata_mut(&mut new);
-        md.insert("name".into(), json!(name));
-        if req.rt.namespaced {
-            md.insert("namespace".into(), json!(req.namespace()));
-        }
+        let mut new = patched(req, &old, ptype, &body, &w, force)?;
         if !explicit_rv {
-            md.insert(
-                "resourceVersion".into(),
-                json!(meta::resource_version(&old)),
-            );
-        }
-        if !new.is_object() {
-            return Err(ApiError::bad_request("the patch result is not an object"));
+            let rv = meta::resource_version(&old).to_string();
+            meta::metadata_mut(&mut new).insert("resourceVersion".into(), json!(rv));
         }
         if ptype != PatchType::Apply {
             w.record_update(Some(&old), &mut new);
@@ -286,10 +259,57 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(
-        &req.rt.key(),
-        req.path.name.as_deref().unwrap_or_default(),
-    ))
+    Err(ApiError::conflict(&req.rt.key(), name))
+}
+
+/// Server-side apply of an object that does not exist yet creates it.
+fn apply_create(
+    cluster: &Cluster,
+    req: &Request,
+    body: &Value,
+    w: &Writer<'_>,
+    force: bool,
+) -> ApiResult<Response> {
+    let mut applied = body.clone();
+    check_identity(req, &mut applied, true)?;
+    let skeleton = json!({"apiVersion": applied["apiVersion"], "kind": req.rt.kind,
+                          "metadata": applied["metadata"].clone()});
+    let merged = apply::apply(&skeleton, &applied, w, force)?;
+    let created = store_new(cluster, req, convert::from_view(&req.rt, &merged))?;
+    Ok(json_response(201, &present(req, created)))
+}
+
+/// The stored object with the patch applied (in the served shape, then back to storage);
+/// name and namespace cannot be patched.
+fn patched(
+    req: &Request,
+    old: &Value,
+    ptype: PatchType,
+    body: &Value,
+    w: &Writer<'_>,
+    force: bool,
+) -> ApiResult<Value> {
+    let mut new = convert::to_view(&req.rt, old);
+    match ptype {
+        PatchType::Json => patch::json_patch(&mut new, body)?,
+        PatchType::Merge => patch::merge_patch(&mut new, body),
+        PatchType::Strategic => strategic::patch(&mut new, body, Schema::of(&req.rt)),
+        PatchType::Apply => {
+            let mut applied = body.clone();
+            check_identity(req, &mut applied, true)?;
+            new = apply::apply(&new, &applied, w, force)?;
+        }
+    }
+    if !new.is_object() {
+        return Err(ApiError::bad_request("the patch result is not an object"));
+    }
+    let mut new = convert::from_view(&req.rt, &new);
+    let md = meta::metadata_mut(&mut new);
+    md.insert("name".into(), json!(meta::name(old)));
+    if req.rt.namespaced {
+        md.insert("namespace".into(), json!(req.namespace()));
+    }
+    Ok(new)
 }
 
 fn patch_scale(
