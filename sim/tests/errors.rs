@@ -29,12 +29,21 @@ async fn call(
     })
 }
 
+/// Method, path, content type, body, and the expected (code, reason).
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    (u16, &'static str),
+);
+
 #[tokio::test]
 async fn bad_requests_get_kubernetes_status_errors() {
     let (sim, client) = common::start(1.0).await;
     let json = "application/json";
     let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok"}}"#;
-    let cases: Vec<(&str, &str, &str, &str, (u16, &str))> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/apis/nope.example.com/v1/things",
