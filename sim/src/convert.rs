@@ -91,9 +91,10 @@ mod tests {
     #[test]
     fn new_events_are_stored_as_core_events_and_read_back() {
         let rt = crate::registry::builtins()
-            .into_iter()
+            .iter()
             .find(|t| t.group == "events.k8s.io")
-            .unwrap();
+            .unwrap()
+            .clone();
         let served = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": "e1"}, "regarding": {"kind": "Widget", "name": "w1"},
             "note": "backed up", "reason": "BackupSucceeded", "type": "Normal",

@@ -2,6 +2,8 @@
 //! CustomResourceDefinition stored in the cluster (looked up on each request, so a CRD is
 //! served as soon as it is created and gone as soon as it is deleted).
 
+use std::sync::{Arc, LazyLock};
+
 use serde_json::Value;
 
 use crate::store::Store;
@@ -50,8 +52,9 @@ pub struct ResourceType {
     pub scale_subresource: bool,
     /// Extra printer columns after NAME.
     pub columns: Vec<Column>,
-    /// The CRD's structural schema per version (for list types in server-side apply).
-    pub schema: Option<Value>,
+    /// The CRD's structural schema (list types for server-side apply, pruning, validation);
+    /// shared, because resource types are cloned on every request.
+    pub schema: Option<Arc<Value>>,
     /// Whether this is a built-in kind (strategic merge patch only works on those).
     pub builtin: bool,
 }
@@ -140,8 +143,14 @@ impl ResourceType {
 
 const AGE: (&str, &str, &str) = ("Age", "date", ".metadata.creationTimestamp");
 
+static BUILTINS: LazyLock<Vec<ResourceType>> = LazyLock::new(make_builtins);
+
 /// The built-in kinds this server serves.
-pub fn builtins() -> Vec<ResourceType> {
+pub fn builtins() -> &'static [ResourceType] {
+    &BUILTINS
+}
+
+fn make_builtins() -> Vec<ResourceType> {
     vec![
         ResourceType::builtin("", "v1", "Namespace", "namespaces", false)
             .short(&["ns"])
@@ -257,8 +266,9 @@ pub fn builtins() -> Vec<ResourceType> {
 /// is a programming error in the caller.
 pub fn builtin(kind: &str) -> ResourceType {
     builtins()
-        .into_iter()
+        .iter()
         .find(|t| t.kind == kind && (t.group.is_empty() || kind != "Event"))
+        .cloned()
         .unwrap_or_else(|| panic!("{kind} is not a built-in kind"))
 }
 
@@ -329,16 +339,18 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
         status_subresource: first.pointer("/subresources/status").is_some(),
         scale_subresource: first.pointer("/subresources/scale").is_some(),
         columns,
-        schema: first.pointer("/schema/openAPIV3Schema").cloned(),
+        schema: first
+            .pointer("/schema/openAPIV3Schema")
+            .cloned()
+            .map(Arc::new),
         builtin: false,
     })
 }
 
 /// All resource types currently served: built-ins first, then CRDs.
 pub fn all(store: &Store) -> Vec<ResourceType> {
-    let mut types = builtins();
-    let crd_key = format!("customresourcedefinitions.{CRD_GROUP}");
-    types.extend(store.list(&crd_key, None).0.iter().filter_map(from_crd));
+    let mut types = builtins().to_vec();
+    types.extend(store.custom_types().iter().cloned());
     types
 }
 

@@ -63,6 +63,25 @@ pub struct Change {
     pub rv: u64,
 }
 
+/// What the garbage collector needs to know about an object.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    /// Resource key.
+    pub key: String,
+    /// Namespace ("" for cluster scope).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Uid.
+    pub uid: String,
+    /// Uids of its owners.
+    pub owners: Vec<String>,
+    /// Whether it has a deletionTimestamp.
+    pub deleting: bool,
+    /// Whether it waits for its dependents (`foregroundDeletion` finalizer).
+    pub foreground: bool,
+}
+
 /// Which part of an object an update may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -101,12 +120,17 @@ struct State {
     history: VecDeque<Arc<Change>>,
     /// Oldest resourceVersion a watch may resume from.
     floor: u64,
+    /// Counts CRD changes (invalidates the cached custom resource types).
+    crd_version: u64,
 }
 
 /// The object store. Cheap to share behind an `Arc`.
 pub struct Store {
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<Change>>,
+    /// Resource types defined by the stored CRDs, with the CRD version they were built
+    /// from; rebuilt after a CRD changes, because every request looks its resource up here.
+    custom_types: Mutex<Option<(u64, Arc<Vec<ResourceType>>)>>,
 }
 
 impl Default for Store {
@@ -125,13 +149,12 @@ impl Store {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 floor: 1,
+                crd_version: 0,
             }),
             tx,
+            custom_types: Mutex::new(None),
         };
-        let ns_type = crate::registry::builtins()
-            .into_iter()
-            .find(|t| t.kind == "Namespace")
-            .expect("Namespace is built in");
+        let ns_type = crate::registry::builtin("Namespace");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
                              "status": {"phase": "Active"}});
@@ -146,6 +169,64 @@ impl Store {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than stopping the whole simulator would, so keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The resource types the stored CRDs define.
+    pub fn custom_types(&self) -> Arc<Vec<ResourceType>> {
+        // The state lock and the cache lock are never held together (no lock-order risk).
+        let current = self.lock().crd_version;
+        if let Some((version, types)) = &*self.custom_cache()
+            && *version == current
+        {
+            return types.clone();
+        }
+        let (crds, version) = {
+            let state = self.lock();
+            let crds: Vec<Value> = state
+                .objects
+                .get(&format!("customresourcedefinitions.{CRD_GROUP}"))
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default();
+            (crds, state.crd_version)
+        };
+        let types: Arc<Vec<ResourceType>> =
+            Arc::new(crds.iter().filter_map(crate::registry::from_crd).collect());
+        *self.custom_cache() = Some((version, types.clone()));
+        types
+    }
+
+    fn custom_cache(&self) -> MutexGuard<'_, Option<(u64, Arc<Vec<ResourceType>>)>> {
+        self.custom_types.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ownership facts of every object, for the garbage collector (without cloning objects).
+    pub fn owners(&self) -> Vec<Owned> {
+        let state = self.lock();
+        state
+            .objects
+            .iter()
+            .flat_map(|(key, m)| {
+                m.values().map(move |o| Owned {
+                    key: key.clone(),
+                    namespace: meta::namespace(o).to_string(),
+                    name: meta::name(o).to_string(),
+                    uid: meta::uid(o).to_string(),
+                    owners: meta::owner_uids(o),
+                    deleting: o.pointer("/metadata/deletionTimestamp").is_some(),
+                    foreground: meta::finalizers(o)
+                        .iter()
+                        .any(|f| f == "foregroundDeletion"),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether an object exists.
+    pub fn contains(&self, key: &str, namespace: &str, name: &str) -> bool {
+        self.lock()
+            .objects
+            .get(key)
+            .is_some_and(|m| m.contains_key(&(namespace.to_string(), name.to_string())))
     }
 
     /// The latest resourceVersion.
@@ -177,16 +258,6 @@ impl Store {
             })
             .unwrap_or_default();
         (items, state.rv)
-    }
-
-    /// Every object with its resource key (for the garbage collector).
-    pub fn all_objects(&self) -> Vec<(String, Value)> {
-        let state = self.lock();
-        state
-            .objects
-            .iter()
-            .flat_map(|(k, m)| m.values().map(move |v| (k.clone(), v.clone())))
-            .collect()
     }
 
     /// The objects of a resource and a receiver for every later change, taken atomically.
@@ -245,6 +316,9 @@ impl Store {
         previous: Option<Value>,
         rv: u64,
     ) {
+        if key == format!("customresourcedefinitions.{CRD_GROUP}") {
+            state.crd_version += 1;
+        }
         let change = Arc::new(Change {
             type_,
             key: key.to_string(),

@@ -5,7 +5,7 @@
 //! ProgressDeadlineExceeded. The pods live in this controller's memory; `replicas` mirrors
 //! them into ReplicaSet and Pod objects for clients to look at.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -108,16 +108,11 @@ impl DeploymentController {
         let (deployments, _) = cluster.store.list(&rt.key(), None);
         self.rollouts
             .retain(|uid, _| deployments.iter().any(|d| meta::uid(d) == uid));
-        let (pods, _) = cluster.store.list(&registry::builtin("Pod").key(), None);
-        let live: HashSet<(String, String)> = pods
-            .iter()
-            .map(|p| (meta::namespace(p).to_string(), meta::name(p).to_string()))
-            .collect();
         for d in deployments {
             if d.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
             }
-            let status = self.reconcile(cluster, &d, &live);
+            let status = self.reconcile(cluster, &d);
             if Some(&status) != d.get("status") {
                 let mut updated = d.clone();
                 updated["status"] = status;
@@ -130,12 +125,7 @@ impl DeploymentController {
         }
     }
 
-    fn reconcile(
-        &mut self,
-        cluster: &Cluster,
-        d: &Value,
-        live: &HashSet<(String, String)>,
-    ) -> Value {
+    fn reconcile(&mut self, cluster: &Cluster, d: &Value) -> Value {
         let spec = &d["spec"];
         let replicas = spec["replicas"].as_u64().unwrap_or(1) as usize;
         let template = spec.get("template");
@@ -146,10 +136,13 @@ impl DeploymentController {
         let now = Instant::now();
         let mut progressed = rollout.switch_template(&hash, template);
         // A pod whose object someone deleted is gone; the rollout below replaces it.
-        let namespace = meta::namespace(d).to_string();
-        rollout
-            .pods
-            .retain(|p| !p.materialized || live.contains(&(namespace.clone(), p.name.clone())));
+        let pods_key = registry::builtin("Pod").key();
+        rollout.pods.retain(|p| {
+            !p.materialized
+                || cluster
+                    .store
+                    .contains(&pods_key, meta::namespace(d), &p.name)
+        });
         let is_ready = |p: &SimPod| {
             p.images
                 .iter()

@@ -23,14 +23,21 @@ pub fn start(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
     let mut deployments = deployment::DeploymentController::default();
     let mut jobs = job::JobController::default();
     vec![
-        spawn(cluster.clone(), gc::sweep),
-        spawn(cluster.clone(), move |c| deployments.reconcile_all(c)),
-        spawn(cluster.clone(), move |c| jobs.reconcile_all(c)),
+        spawn(cluster.clone(), None, gc::sweep),
+        spawn(cluster.clone(), Some(TICK), move |c| {
+            deployments.reconcile_all(c)
+        }),
+        spawn(cluster.clone(), Some(TICK), move |c| jobs.reconcile_all(c)),
     ]
 }
 
-/// Runs `pass` after each batch of store changes and every tick, until shutdown.
-fn spawn(cluster: Arc<Cluster>, mut pass: impl FnMut(&Cluster) + Send + 'static) -> JoinHandle<()> {
+/// Runs `pass` after each batch of store changes and, for controllers that follow
+/// simulated time, every `tick`, until shutdown.
+fn spawn(
+    cluster: Arc<Cluster>,
+    tick: Option<Duration>,
+    mut pass: impl FnMut(&Cluster) + Send + 'static,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut changes = cluster.store.subscribe();
         let mut shutdown = cluster.shutdown.clone();
@@ -43,9 +50,16 @@ fn spawn(cluster: Arc<Cluster>, mut pass: impl FnMut(&Cluster) + Send + 'static)
             tokio::select! {
                 // Lagging only means several changes piled up; one pass covers them all.
                 _ = changes.recv() => {}
-                _ = tokio::time::sleep(TICK) => {}
+                _ = sleep(tick) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
     })
+}
+
+async fn sleep(tick: Option<Duration>) {
+    match tick {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
 }

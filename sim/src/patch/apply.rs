@@ -171,13 +171,10 @@ fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::builtins;
+    use crate::registry::builtin;
 
     fn deployment() -> crate::registry::ResourceType {
-        builtins()
-            .into_iter()
-            .find(|t| t.kind == "Deployment")
-            .unwrap()
+        builtin("Deployment")
     }
 
     fn writer<'a>(rt: &'a crate::registry::ResourceType, manager: &'a str) -> Writer<'a> {

@@ -44,7 +44,7 @@ impl<'a> Schema<'a> {
     /// The schema for a resource type.
     pub fn of(rt: &'a crate::registry::ResourceType) -> Self {
         Self {
-            crd: rt.schema.as_ref(),
+            crd: rt.schema.as_deref(),
             builtin: rt.builtin,
         }
     }

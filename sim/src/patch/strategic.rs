@@ -129,10 +129,7 @@ mod tests {
 
     #[test]
     fn containers_merge_by_name_and_directives_apply() {
-        let rt = crate::registry::builtins()
-            .into_iter()
-            .find(|t| t.kind == "Deployment")
-            .unwrap();
+        let rt = crate::registry::builtin("Deployment");
         let mut obj = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [
             {"name": "app", "image": "a:1"}, {"name": "side", "image": "s:1"}]}}}});
         let p = json!({"spec": {"template": {"spec": {
