@@ -239,6 +239,29 @@ fn make_builtins() -> Vec<ResourceType> {
                 ("Failed", "integer", ".status.failed"),
                 AGE,
             ]),
+        // RBAC objects are stored so manifests apply; nothing enforces them.
+        ResourceType::builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+        ),
         ResourceType::builtin("coordination.k8s.io", "v1", "Lease", "leases", true)
             .cols(&[("Holder", "string", ".spec.holderIdentity"), AGE]),
         ResourceType::builtin("events.k8s.io", "v1", "Event", "events", true)
