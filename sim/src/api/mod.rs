@@ -26,8 +26,6 @@ use route::{ResourcePath, Route};
 
 /// A resource request after routing and resource lookup.
 pub struct Request {
-    /// The verb (get, list, watch, create, update, patch, delete, deletecollection).
-    pub verb: &'static str,
     /// Parsed path.
     pub path: ResourcePath,
     /// The resource type addressed.
@@ -220,7 +218,6 @@ async fn resource_request(
         }
     }
     let req = Request {
-        verb,
         path,
         rt,
         query,
