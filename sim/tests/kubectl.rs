@@ -137,6 +137,14 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
     let (sim, client) = common::start(20.0).await;
     let kubectl = Kubectl::new(&sim, "main");
     with_widgets(&kubectl).await;
+    // The CRD again, server-side: the same content co-owns the fields without conflict.
+    let out = kubectl
+        .ok(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&common::widget_crd_yaml()),
+        )
+        .await;
+    assert!(out.contains("serverside-applied"), "{out}");
 
     // Client-side apply of a custom resource, then printer columns.
     kubectl.ok(&["apply", "-f", "-"], Some(WIDGET)).await;
