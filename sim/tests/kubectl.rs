@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use apprelease_sim::SimHandle;
+use apprelease_sim::{JobMatch, JobRule, SimHandle};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -393,6 +393,40 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         err.contains("NotFound") && err.contains("\"nope\" not found"),
         "{err}"
     );
+
+    // Job pods have "logs": a note and the termination message.
+    sim.script_job(JobRule::succeed(
+        JobMatch::name("report"),
+        Duration::from_secs(1),
+        Some("{\"sizeBytes\":42}"),
+    ));
+    let job = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: report
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+";
+    kubectl.ok(&["apply", "-f", "-"], Some(job)).await;
+    kubectl
+        .ok(
+            &[
+                "wait",
+                "--for=condition=Complete",
+                "job/report",
+                "--timeout=30s",
+            ],
+            None,
+        )
+        .await;
+    let logs = kubectl.ok(&["logs", "job/report"], None).await;
+    assert!(logs.contains("{\"sizeBytes\":42}"), "{logs}");
 
     kubectl.ok(&["delete", "widget", "w1"], None).await;
     let err = kubectl.fails(&["get", "widget", "w1"], None).await;

@@ -211,9 +211,10 @@ async fn resource_request(
         return Err(ApiError::unknown_path());
     }
     if let Some(sub) = &path.subresource {
+        let pod_log = sub == "log" && rt.builtin && rt.kind == "Pod" && verb == "get";
         let ok =
             (sub == "status" && rt.status_subresource) || (sub == "scale" && rt.scale_subresource);
-        if !ok || !matches!(verb, "get" | "update" | "patch") {
+        if !pod_log && (!ok || !matches!(verb, "get" | "update" | "patch")) {
             return Err(ApiError::unknown_path());
         }
     }

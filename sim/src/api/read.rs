@@ -1,6 +1,6 @@
 //! get and list.
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Request, json_response, metadata_only, partial, present, table, view};
@@ -43,11 +43,13 @@ pub fn scale_of(req: &Request, obj: &Value) -> Value {
     })
 }
 
-/// GET of one object (or its status / scale).
+/// GET of one object (or its status / scale / log).
 pub fn get(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let obj = current(cluster, req)?;
-    if req.path.subresource.as_deref() == Some("scale") {
-        return Ok(json_response(200, &scale_of(req, &obj)));
+    match req.path.subresource.as_deref() {
+        Some("scale") => return Ok(json_response(200, &scale_of(req, &obj))),
+        Some("log") => return Ok(pod_log(req, &obj)),
+        _ => {}
     }
     let obj = present(req, obj);
     if table::wanted(&req.headers) {
@@ -59,6 +61,33 @@ pub fn get(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         ));
     }
     Ok(json_response(200, &obj))
+}
+
+/// A simulated pod has no output; its log says so, plus the termination message of the
+/// container asked for (`?container=`, else the first), which is what scripted Jobs emit.
+fn pod_log(req: &Request, pod: &Value) -> Response {
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let wanted = req.param("container");
+    let message = statuses
+        .and_then(|cs| cs.iter().find(|c| wanted.is_none_or(|w| c["name"] == w)))
+        .and_then(|c| c.pointer("/state/terminated/message"))
+        .and_then(Value::as_str);
+    let mut text = format!(
+        "[apprelease-sim] simulated pod {}: no output\n",
+        meta::name(pod)
+    );
+    if let Some(m) = message {
+        text.push_str(m);
+        text.push('\n');
+    }
+    (
+        http::StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "text/plain")],
+        text,
+    )
+        .into_response()
 }
 
 /// The objects a list or watch selects.
