@@ -481,3 +481,29 @@ async fn metadata_only_reads_and_watches() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_scripted_410_makes_the_watcher_relist() {
+    let (sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    sim.add_fault(apprelease_sim::Fault::Api(apprelease_sim::ApiFault {
+        verbs: vec!["watch".into()],
+        resources: vec!["configmaps".into()],
+        effect: apprelease_sim::ApiEffect::Gone,
+        rate: 1.0,
+        count: Some(1),
+    }));
+    let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut saw_gone = false;
+    let mut inits = 0;
+    while inits < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.next());
+        match next.await.expect("the watcher keeps going").unwrap() {
+            Err(watcher::Error::WatchError(s)) if s.code == 410 => saw_gone = true,
+            Ok(watcher::Event::InitDone) => inits += 1,
+            _ => {}
+        }
+    }
+    assert!(saw_gone);
+    assert_eq!(sim.requests().count("list", "configmaps"), 2);
+}
