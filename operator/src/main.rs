@@ -53,14 +53,19 @@ enum LogFormat {
     Json,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => {
             print!("{}", crd::yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            // Deserializing pod templates (k8s-openapi's PodSpec) through serde's buffered
+            // content takes deep stacks; 2 MiB worker threads overflow in debug builds.
+            .thread_stack_size(8 << 20)
+            .enable_all()
+            .build()?
+            .block_on(run(args)),
     }
 }
 

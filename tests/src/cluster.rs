@@ -29,7 +29,49 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// A scratch directory (logs, kubeconfig).
     pub dir: PathBuf,
-    sim: Option<SimHandle>,
+    sim: Option<SimServer>,
+}
+
+/// The simulated cluster on a runtime of its own, as a separate server would be: its work
+/// neither competes with the test's single-threaded runtime nor shares that thread's stack.
+struct SimServer {
+    handle: Option<SimHandle>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SimServer {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_stack_size(16 << 20)
+            .thread_name("sim")
+            .enable_all()
+            .build()?;
+        let starting = runtime.spawn(Sim::start(SimConfig {
+            time_scale: TIME_SCALE,
+            ..Default::default()
+        }));
+        // Wait on a plain thread: the caller may be inside another runtime.
+        let handle = std::thread::scope(|scope| scope.spawn(|| runtime.block_on(starting)).join())
+            .map_err(|_| anyhow::anyhow!("the simulator panicked while starting"))???;
+        Ok(Self {
+            handle: Some(handle),
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> &SimHandle {
+        self.handle.as_ref().expect("running until dropped")
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        drop(self.handle.take());
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Cluster {
@@ -41,15 +83,12 @@ impl Cluster {
         let (sim, kubeconfig) = match std::env::var_os("APPRELEASE_E2E_KUBECONFIG") {
             Some(path) => (None, PathBuf::from(path)),
             None => {
-                let sim = Sim::start(SimConfig {
-                    time_scale: TIME_SCALE,
-                    ..Default::default()
-                })
-                .await?;
+                let sim = SimServer::start()?;
                 let path = dir.join("kubeconfig");
-                sim.write_kubeconfig(&path)?;
+                sim.handle().write_kubeconfig(&path)?;
                 // A tag that does not exist never becomes ready on a real cluster; say the same here.
-                sim.fault_image(&format!("*:{BAD_VERSION}"), ImageEffect::NeverReady);
+                sim.handle()
+                    .fault_image(&format!("*:{BAD_VERSION}"), ImageEffect::NeverReady);
                 (Some(sim), path)
             }
         };
@@ -74,14 +113,14 @@ impl Cluster {
 
     /// The simulated cluster, for request counts and API faults.
     pub fn sim(&self) -> Option<&SimHandle> {
-        self.sim.as_ref()
+        self.sim.as_ref().map(SimServer::handle)
     }
 
     /// Scripts how the `kind` Jobs of the release `release` end. On a real cluster the Job
     /// templates themselves carry the outcome (see `fixtures::job_template`), so this only
     /// scripts the simulation.
     pub fn script_jobs(&self, release: &str, kind: &str, outcome: &Outcome) {
-        let Some(sim) = &self.sim else { return };
+        let Some(sim) = self.sim() else { return };
         let matcher = JobMatch {
             labels: [
                 ("apprelease.io/release".to_string(), release.to_string()),

@@ -127,3 +127,32 @@ pub fn job_creates(cluster: &Cluster, job: &str) -> usize {
         })
         .count()
 }
+
+/// Every Job ran at most once (one pod attempt each) and, on the simulated cluster, was the
+/// object of exactly one create request. Returns how many Jobs there are.
+pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
+    let list = Api::<Job>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .list(&ListParams::default())
+        .await?;
+    for job in &list.items {
+        let status = job.status.clone().unwrap_or_default();
+        let runs = status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0);
+        anyhow::ensure!(runs <= 1, "Job {:?} ran {runs} times", job.metadata.name);
+    }
+    if let Some(sim) = cluster.sim() {
+        let creates = sim
+            .requests()
+            .recent()
+            .iter()
+            .filter(|r| {
+                r.verb == "create" && r.resource == "jobs" && r.namespace == cluster.namespace
+            })
+            .count();
+        anyhow::ensure!(
+            creates == list.items.len(),
+            "{creates} create requests for {} Jobs",
+            list.items.len()
+        );
+    }
+    Ok(list.items.len())
+}

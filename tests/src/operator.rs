@@ -1,6 +1,7 @@
 //! The real operator binary, run as a separate process against the scenario's cluster.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -77,7 +78,19 @@ impl Drop for Operator {
 
 fn spawn(args: &[String], log: &Path) -> anyhow::Result<Child> {
     let out = File::options().create(true).append(true).open(log)?;
-    Command::new(binary()?)
+    let mut command = Command::new(binary()?);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+    // is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            // Dies with the test (even a killed one) instead of running on as an orphan.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
         .args(args)
         .env("RUST_LOG", "info,kube=warn")
         .env("NO_COLOR", "1")

@@ -9,6 +9,17 @@ use super::{steps, targets};
 
 /// Settles an AppRelease that has no upgrade in flight.
 pub fn settle(plan: &mut Planner) {
+    // A recorded failure outranks everything else: after a failed rollback the targets may
+    // run the new images, or one may be gone, yet the story to tell is the failure.
+    if let Some(failed) = blocking_failure(plan) {
+        let message = format!(
+            "{}. Version {} is not tried again until the spec changes or the annotation {} gets a new value.",
+            failed.message.trim_end_matches('.'),
+            failed.version,
+            crate::api::RETRY_ANNOTATION
+        );
+        return plan.blocked(&failed.reason.clone(), &message);
+    }
     let version = plan.spec.version.clone();
     let wanted = match targets::desired_images(plan.spec, plan.observed, &version) {
         Ok(wanted) => wanted,
@@ -20,17 +31,6 @@ pub fn settle(plan: &mut Planner) {
             return;
         }
     };
-    // A recorded failure outranks what the targets run: after a failed rollback they may run
-    // the new images, yet the version is not a success.
-    if let Some(failed) = blocking_failure(plan) {
-        let message = format!(
-            "{}. Version {} is not tried again until the spec changes or the annotation {} gets a new value.",
-            failed.message.trim_end_matches('.'),
-            failed.version,
-            crate::api::RETRY_ANNOTATION
-        );
-        return plan.blocked(&failed.reason.clone(), &message);
-    }
     if targets::missing(&wanted, plan.observed).is_empty() {
         return at_rest(plan);
     }

@@ -1,0 +1,211 @@
+//! Scenario 9: malformed and impossible specs each get a readable condition and an Event,
+//! and the operator writes nothing to any Deployment or Job.
+
+use apprelease_e2e::fixtures::{self, Jobs, V1};
+use apprelease_e2e::{Scenario, inspect};
+use apprelease_operator::api::AppRelease;
+use apprelease_operator::api::conditions::{ConditionStatus, STALLED};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+/// A valid spec to break, as JSON.
+fn base(s: &Scenario) -> Value {
+    let release = fixtures::release(&s.cluster, "base", V1, &Jobs::default());
+    serde_json::to_value(&release.spec).unwrap()
+}
+
+/// A bad input: its name, how it breaks the spec, and what the message must mention.
+type Case = (&'static str, fn(&mut Value), &'static str);
+
+fn cases() -> Vec<Case> {
+    vec![
+        (
+            "unknown-deployment",
+            |s| s["targets"][1]["deployment"] = json!("payments"),
+            "payments",
+        ),
+        (
+            "unknown-container",
+            |s| s["targets"][0]["containers"] = json!(["api"]),
+            "no container \"api\"",
+        ),
+        (
+            "version-plus",
+            |s| s["version"] = json!("1.0+build"),
+            "spec.version",
+        ),
+        (
+            "version-slash",
+            |s| s["version"] = json!("release/1"),
+            "spec.version",
+        ),
+        (
+            "version-dot",
+            |s| s["version"] = json!(".1"),
+            "spec.version",
+        ),
+        (
+            "version-empty",
+            |s| s["version"] = json!(""),
+            "spec.version",
+        ),
+        (
+            "version-long",
+            |s| s["version"] = json!("v".repeat(129)),
+            "spec.version",
+        ),
+        ("no-targets", |s| s["targets"] = json!([]), "spec.targets"),
+        (
+            "duplicate-target",
+            |s| {
+                let first = s["targets"][0].clone();
+                s["targets"].as_array_mut().unwrap().push(first)
+            },
+            "listed twice",
+        ),
+        (
+            "bad-deployment-name",
+            |s| s["targets"][0]["deployment"] = json!("Back_End"),
+            "not a Deployment name",
+        ),
+        (
+            "no-containers-listed",
+            |s| s["targets"][0]["containers"] = json!([]),
+            "containers",
+        ),
+        (
+            "image-with-tag",
+            |s| s["targets"][0]["image"] = json!("busybox:1.36"),
+            "without tag",
+        ),
+        (
+            "image-with-digest",
+            |s| s["targets"][0]["image"] = json!("busybox@sha256:0123"),
+            "without tag",
+        ),
+        (
+            "keep-last-zero",
+            |s| s["backup"]["keepLast"] = json!(0),
+            "keepLast",
+        ),
+        (
+            "timeout-words",
+            |s| s["rollout"]["timeout"] = json!("soon"),
+            "spec.rollout.timeout",
+        ),
+        (
+            "timeout-zero",
+            |s| s["migration"]["timeout"] = json!("0s"),
+            "longer than zero",
+        ),
+        (
+            "timeout-fraction",
+            |s| s["backup"]["timeout"] = json!("1.5h"),
+            "spec.backup.timeout",
+        ),
+        (
+            "migration-no-containers",
+            |s| s["migration"]["template"]["spec"]["containers"] = json!([]),
+            "at least one container",
+        ),
+        (
+            "verify-no-pod-spec",
+            |s| s["verify"]["template"] = json!({"metadata": {}}),
+            "spec.verify.template.spec",
+        ),
+        (
+            "restart-always",
+            |s| s["backup"]["template"]["spec"]["restartPolicy"] = json!("Always"),
+            "restartPolicy",
+        ),
+        (
+            "downgrade-without-template",
+            |s| s["rollback"] = json!({"database": "Downgrade"}),
+            "downgrade",
+        ),
+        (
+            "restore-without-template",
+            |s| s["rollback"] = json!({"database": "Restore"}),
+            "restore",
+        ),
+        (
+            "restore-without-backup",
+            |s| {
+                s["rollback"] = json!({"database": "Restore", "restore": s["migration"].clone()});
+                s.as_object_mut().unwrap().remove("backup");
+            },
+            "backup",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn s09_bad_specs_get_a_condition_and_an_event_and_change_nothing() -> anyhow::Result<()> {
+    let s = Scenario::start("bad-input").await?;
+    let api: Api<AppRelease> = Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    let mut reported = Vec::new();
+    let mut refused = Vec::new();
+    for (name, break_it, expected) in cases() {
+        let mut spec = base(&s);
+        break_it(&mut spec);
+        let body = json!({"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": name}, "spec": spec});
+        match api
+            .patch(name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
+            .await
+        {
+            // Refused at the door (a real API server's CEL rules, or the schema): no change.
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                refused.push((name, status.message))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => reported.push((name, expected)),
+        }
+    }
+    for (name, expected) in &reported {
+        let status = s
+            .wait_for(name, &format!("{name} reports its problem"), |st| {
+                inspect::ready(st).is_some_and(|(c, r)| {
+                    c == ConditionStatus::False && (r == "InvalidSpec" || r == "TargetNotFound")
+                })
+            })
+            .await?;
+        let ready = inspect::condition(&status, "Ready").unwrap();
+        assert!(
+            ready.message.contains(expected),
+            "{name}: {:?} does not mention {expected:?}",
+            ready.message
+        );
+        assert!(
+            ready.message.contains("nothing was changed"),
+            "{name}: {}",
+            ready.message
+        );
+        assert!(inspect::is_true(&status, STALLED), "{name}");
+        assert!(status.upgrade.is_none(), "{name}: no upgrade started");
+        let events = inspect::events(&s.cluster, name).await?;
+        assert!(
+            events.iter().any(|(reason, _)| *reason == ready.reason),
+            "{name}: no {} Event in {events:?}",
+            ready.reason
+        );
+    }
+    assert_eq!(reported.len() + refused.len(), cases().len());
+    assert!(cases().len() >= 20);
+    if s.cluster.is_simulated() {
+        // The simulator does not evaluate CEL, so every case reaches the operator.
+        assert!(refused.is_empty(), "refused by the simulator: {refused:?}");
+    }
+    let writes = inspect::workload_writes(&s.cluster, "apprelease-operator");
+    assert!(writes.is_empty(), "the operator wrote {writes:?}");
+    for name in ["backend", "frontend"] {
+        assert_eq!(
+            inspect::image(&s.cluster, name, name).await?,
+            format!("busybox:{V1}")
+        );
+    }
+    assert!(
+        inspect::jobs(&s.cluster).await?.is_empty(),
+        "no Job was created"
+    );
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Scenarios 7, 8, 10 and 11: crashes at every step boundary, a flaky API, a hundred
+//! releases at once, and other people's hands on the same objects.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use apprelease_e2e::fixtures::{self, BAD_VERSION, Jobs, Outcome, RELEASE, REPOSITORY, V1, V2, V4};
+use apprelease_e2e::{Scenario, inspect};
+use apprelease_operator::api::{AppRelease, AppReleaseStatus, UpgradeResult};
+use apprelease_sim::{ApiEffect, ApiFault, Fault};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// The step boundary a status describes: attempt, step and rollout progress, or rest.
+fn boundary(status: &AppReleaseStatus) -> String {
+    match &status.upgrade {
+        Some(u) => format!("{}/{}/{}", u.attempt, u.step.as_str(), u.targets_done),
+        None => format!("rest/{}", status.history.len()),
+    }
+}
+
+/// Kills the operator once at each new step boundary it writes.
+#[derive(Default)]
+struct Killer {
+    killed_at: BTreeSet<String>,
+}
+
+impl Killer {
+    /// Follows the AppRelease's writes (polling every 5 ms; every step here lasts far longer),
+    /// killing and restarting the operator right after the first write of each boundary,
+    /// until `done` holds.
+    async fn kill_on_every_boundary(
+        &mut self,
+        s: &mut Scenario,
+        done: impl Fn(&AppReleaseStatus) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + apprelease_e2e::scenario::PATIENCE;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(release) = inspect::release(&s.cluster, RELEASE).await {
+                let status = release.status.unwrap_or_default();
+                if self.killed_at.insert(boundary(&status)) {
+                    s.operator.crash_and_restart()?;
+                }
+                if release.metadata.generation == status.observed_generation && done(&status) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        anyhow::bail!("the upgrade did not finish; killed at {:?}", self.killed_at)
+    }
+}
+
+#[tokio::test]
+async fn s07_killing_the_operator_after_every_step_loses_and_repeats_nothing() -> anyhow::Result<()>
+{
+    let mut s = Scenario::start("crash").await?;
+    // Slow Jobs, so that every step is still in force when the operator is killed.
+    let slow = Outcome::RunFor(Duration::from_millis(700));
+    let report = Some(fixtures::backup_report());
+    let jobs = Jobs {
+        backup: Outcome::Succeed { report },
+        migration: slow.clone(),
+        verify: slow,
+        ..Jobs::default()
+    };
+    s.adopt(&jobs).await?;
+    let mut killer = Killer::default();
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    let upgraded =
+        |st: &AppReleaseStatus| st.current_version.as_deref() == Some(V2) && st.upgrade.is_none();
+    killer.kill_on_every_boundary(&mut s, upgraded).await?;
+    fixtures::set_version(&s.cluster, RELEASE, BAD_VERSION).await?;
+    let rolled_back = |st: &AppReleaseStatus| st.upgrade.is_none() && st.history.len() == 2;
+    killer.kill_on_every_boundary(&mut s, rolled_back).await?;
+
+    let status = s.wait_settled(RELEASE, "RolledBack").await?;
+    assert_eq!(status.history[1].result, UpgradeResult::Succeeded);
+    assert_eq!(status.history[0].result, UpgradeResult::RolledBack);
+    assert_eq!(
+        inspect::running_version(&s.cluster).await?.as_deref(),
+        Some(V2)
+    );
+    assert!(
+        killer.killed_at.len() >= 8,
+        "killed at only {:?}",
+        killer.killed_at
+    );
+    let jobs = inspect::each_job_ran_once(&s.cluster).await?;
+    assert_eq!(jobs, 5, "two backups, two migrations, one verification");
+    eprintln!(
+        "killed the operator {} times, at {:?}",
+        s.operator.starts() - 1,
+        killer.killed_at
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn s08_a_flaky_api_still_converges_without_duplicates() -> anyhow::Result<()> {
+    let s = Scenario::start("flaky").await?;
+    s.adopt(&Jobs::default()).await?;
+    if let Some(sim) = s.cluster.sim() {
+        // About one request in ten goes wrong, in every way a real API server can.
+        let fault = |effect, rate: f64| {
+            Fault::Api(ApiFault {
+                verbs: vec![],
+                resources: vec![],
+                effect,
+                rate,
+                count: None,
+            })
+        };
+        sim.add_fault(fault(
+            ApiEffect::Error {
+                code: 500,
+                message: None,
+            },
+            0.03,
+        ));
+        sim.add_fault(fault(
+            ApiEffect::Error {
+                code: 503,
+                message: None,
+            },
+            0.02,
+        ));
+        sim.add_fault(fault(
+            ApiEffect::Error {
+                code: 409,
+                message: None,
+            },
+            0.02,
+        ));
+        sim.add_fault(fault(ApiEffect::Latency { millis: 300 }, 0.02));
+        sim.add_fault(fault(ApiEffect::DropWatch { after_millis: 200 }, 0.01));
+    }
+    retrying(|| fixtures::set_version(&s.cluster, RELEASE, V2)).await?;
+    s.wait_ready(RELEASE, V2).await?;
+    retrying(|| fixtures::set_version(&s.cluster, RELEASE, BAD_VERSION)).await?;
+    s.wait_for(RELEASE, "the bad version is rolled back", |st| {
+        st.upgrade.is_none() && st.history.len() == 2
+    })
+    .await?;
+    if let Some(sim) = s.cluster.sim() {
+        sim.clear_faults();
+        sim.fault_image(
+            &format!("*:{BAD_VERSION}"),
+            apprelease_sim::ImageEffect::NeverReady,
+        );
+    }
+    let status = s.wait_settled(RELEASE, "RolledBack").await?;
+    assert_eq!(
+        inspect::running_version(&s.cluster).await?.as_deref(),
+        Some(V2)
+    );
+    assert_eq!(status.backups.len(), 2);
+    assert_eq!(inspect::each_job_ran_once(&s.cluster).await?, 5);
+    Ok(())
+}
+
+async fn retrying<F, Fut>(mut write: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..20 {
+        if write().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    write().await
+}
+
+#[tokio::test]
+async fn s11a_an_image_edited_by_someone_else_is_put_back() -> anyhow::Result<()> {
+    let s = Scenario::start("edited").await?;
+    s.adopt(&Jobs {
+        verify: Outcome::RunFor(Duration::from_secs(2)),
+        ..Jobs::default()
+    })
+    .await?;
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    s.wait_for(RELEASE, "verifying", |st| {
+        st.upgrade
+            .as_ref()
+            .is_some_and(|u| u.step.as_str() == "Verifying")
+    })
+    .await?;
+    // Someone sets another image by hand, with their own field manager.
+    let deployments: Api<Deployment> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    let hotfix = json!({"spec": {"template": {"spec": {"containers": [{"name": "frontend", "image": "busybox:1.36.1-hotfix"}]}}}});
+    deployments.patch("frontend", &PatchParams::apply("someone").force(), &Patch::Apply(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "frontend"}, "spec": hotfix["spec"]
+    }))).await?;
+    // The operator finishes, then sees the drift and puts its version back (no backup and no
+    // migration for the same version), recording it in the history.
+    let status = s
+        .wait_for(RELEASE, "the drift is repaired", |st| {
+            st.history.len() >= 2
+                && st.upgrade.is_none()
+                && st.current_version.as_deref() == Some(V2)
+        })
+        .await?;
+    s.wait_ready(RELEASE, V2).await?;
+    assert_eq!(
+        inspect::image(&s.cluster, "frontend", "frontend").await?,
+        format!("{REPOSITORY}:{V2}")
+    );
+    assert_eq!(
+        (
+            status.history[0].from.as_str(),
+            status.history[0].to.as_str()
+        ),
+        (V2, V2)
+    );
+    assert_eq!(
+        status.backups.len(),
+        1,
+        "no backup for a same-version repair"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn s11b_a_target_deleted_mid_upgrade_rolls_the_others_back() -> anyhow::Result<()> {
+    let s = Scenario::start("target-deleted").await?;
+    s.adopt(&Jobs {
+        migration: Outcome::RunFor(Duration::from_secs(2)),
+        ..Jobs::default()
+    })
+    .await?;
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    s.wait_for(RELEASE, "migrating", |st| {
+        st.upgrade
+            .as_ref()
+            .is_some_and(|u| u.step.as_str() == "Migrating")
+    })
+    .await?;
+    let deployments: Api<Deployment> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    deployments
+        .delete("frontend", &DeleteParams::default())
+        .await?;
+    let status = s.wait_settled(RELEASE, "RolledBack").await?;
+    assert_eq!(
+        inspect::image(&s.cluster, "backend", "backend").await?,
+        format!("{REPOSITORY}:{V1}")
+    );
+    let message = &inspect::condition(&status, "Ready").unwrap().message;
+    assert!(
+        message.contains("Deployment frontend was deleted during the upgrade"),
+        "{message}"
+    );
+    // Its Jobs stay, owned by the AppRelease (nothing orphaned, nothing deleted).
+    let jobs: Api<Job> = Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    for job in jobs.list(&ListParams::default()).await?.items {
+        let owner = &job.metadata.owner_references.unwrap_or_default()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("AppRelease", RELEASE)
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn s11c_an_app_release_deleted_mid_upgrade_stops_and_its_jobs_go_with_it()
+-> anyhow::Result<()> {
+    let s = Scenario::start("release-deleted").await?;
+    s.adopt(&Jobs {
+        migration: Outcome::RunFor(Duration::from_secs(2)),
+        ..Jobs::default()
+    })
+    .await?;
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    s.wait_for(RELEASE, "migrating", |st| {
+        st.upgrade
+            .as_ref()
+            .is_some_and(|u| u.step.as_str() == "Migrating")
+    })
+    .await?;
+    let api: Api<AppRelease> = Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    api.delete(RELEASE, &DeleteParams::default()).await?;
+    // Its Jobs are garbage-collected with it; the Deployments stay exactly as they were.
+    apprelease_e2e::wait::until(
+        apprelease_e2e::scenario::PATIENCE,
+        "the Jobs are collected",
+        || async { inspect::jobs(&s.cluster).await.is_ok_and(|j| j.is_empty()) },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        inspect::running_version(&s.cluster).await?.as_deref(),
+        Some(V1)
+    );
+    // The operator carries on: a new AppRelease for the same app works.
+    let release = fixtures::release(&s.cluster, RELEASE, V4, &Jobs::default());
+    fixtures::apply(&s.cluster, &release).await?;
+    s.wait_ready(RELEASE, V4).await?;
+    Ok(())
+}
