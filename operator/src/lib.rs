@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod http;
