@@ -41,30 +41,37 @@ FILE="$DIR/$NAME"
 LOCATION="pvc://$CLAIM/$NS/$REL/$NAME"
 need sha256sum
 
-# Scratch files live next to the backups (not in the container's small ephemeral storage) and
-# go away on every exit; the finished backup is never touched by the cleanup.
+# Small scratch files (tool messages, listings) go to a private temporary directory, so that
+# errors can be told even when the claim is full. Large ones (a decompressed dump) go to BIG,
+# next to the backups. Both go away on every exit; the finished backup is never touched.
 WORK=""
+BIG=""
 TMP="$DIR/.$NAME.partial"
 cleanup() {
+    [ -z "${CLEANUP_EXTRA:-}" ] || eval "$CLEANUP_EXTRA"
     [ "$MODE" != backup ] || rm -f "$TMP" "$TMP.sha256" "$TMP.raw"
     [ -z "$WORK" ] || rm -rf "$WORK"
-    [ -z "${CLEANUP_EXTRA:-}" ] || eval "$CLEANUP_EXTRA"
+    [ -z "$BIG" ] || rm -rf "$BIG"
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
 make_work() {
-    WORK="$DIR/.$NAME.$MODE.work"
-    rm -rf "$WORK"
-    mkdir "$WORK" || fail "cannot create a scratch directory in $DIR"
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/apprelease.XXXXXX") || fail "cannot create a temporary directory"
+}
+
+make_big() {
+    BIG="$DIR/.$NAME.$MODE.work"
+    rm -rf "$BIG"
+    mkdir "$BIG" || fail "cannot create a scratch directory in $DIR"
 }
 
 # Before a backup: the release's directory exists and is writable, the id is unused.
 backup_begin() {
-    mkdir -p "$DIR" || fail "cannot create $DIR on claim $CLAIM"
-    [ ! -e "$FILE" ] || fail "$FILE already exists; a backup id is used once"
-    : >"$TMP" || fail "cannot write to $DIR on claim $CLAIM"
     make_work
+    mkdir -p "$DIR" 2>"$WORK/err" || fail "cannot create $DIR on claim $CLAIM: $(cat "$WORK/err")"
+    [ ! -e "$FILE" ] || fail "$FILE already exists; a backup id is used once"
+    (: >"$TMP") 2>"$WORK/err" || fail "cannot write to $DIR on claim $CLAIM: $(cat "$WORK/err")"
 }
 
 # After the tool wrote $TMP: non-empty, checksummed, moved into place atomically, older

@@ -10,8 +10,9 @@ sql() {
         --protocol=TCP --default-character-set=utf8mb4 "$@"
 }
 gzip -t "$FILE" 2>"$WORK/err" || fail "$FILE is not a valid gzip file: $(cat "$WORK/err")"
-gzip -dc "$FILE" >"$WORK/restore.sql" 2>"$WORK/err" || fail "cannot decompress $FILE: $(cat "$WORK/err")"
-tail -n 1 "$WORK/restore.sql" >"$WORK/last" || fail "cannot read the dump"
+make_big
+gzip -dc "$FILE" >"$BIG/restore.sql" 2>"$WORK/err" || fail "cannot decompress $FILE: $(cat "$WORK/err")"
+tail -n 1 "$BIG/restore.sql" >"$WORK/last" || fail "cannot read the dump"
 grep -q '^-- Dump completed' "$WORK/last" || fail "the dump in $FILE is incomplete"
 # Everything checked: from here on the database changes. Tables and views created after the
 # backup (by the failed upgrade) are dropped as well, so the database is exactly the backup's.
@@ -34,6 +35,6 @@ awk -F '\t' '
     fail "cannot empty $MYSQL_DATABASE: $(cat "$WORK/err")"
 sql "$MYSQL_DATABASE" <"$WORK/clear.sql" >"$WORK/out" 2>"$WORK/err" ||
     fail "emptying $MYSQL_DATABASE failed: $(cat "$WORK/err")"
-sql --binary-mode "$MYSQL_DATABASE" <"$WORK/restore.sql" >"$WORK/out" 2>"$WORK/err" ||
+sql --binary-mode "$MYSQL_DATABASE" <"$BIG/restore.sql" >"$WORK/out" 2>"$WORK/err" ||
     fail "loading the dump into $MYSQL_DATABASE failed (MySQL cannot roll back DDL: the database is partly restored; load $FILE by hand): $(tail -n 20 "$WORK/err")"
 restore_finish

@@ -7,7 +7,8 @@ export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-30}"
 restore_begin
 pg_restore --list "$FILE" >"$WORK/toc" 2>"$WORK/err" ||
     fail "$FILE is not a readable pg_dump archive: $(cat "$WORK/err")"
-pg_restore --clean --if-exists --file="$WORK/restore.sql" "$FILE" 2>"$WORK/err" ||
+make_big
+pg_restore --clean --if-exists --file="$BIG/restore.sql" "$FILE" 2>"$WORK/err" ||
     fail "pg_restore could not read $FILE: $(cat "$WORK/err")"
 # Tables, views and sequences created after the backup (by the failed upgrade's migration)
 # are dropped too, so the database is exactly the backup's; objects of extensions are kept.
@@ -34,6 +35,6 @@ END
 $apprelease$;
 SQL
 psql --no-psqlrc --quiet --no-password --set=ON_ERROR_STOP=1 --single-transaction \
-    --file="$WORK/clear.sql" --file="$WORK/restore.sql" >"$WORK/out" 2>"$WORK/err" ||
+    --file="$WORK/clear.sql" --file="$BIG/restore.sql" >"$WORK/out" 2>"$WORK/err" ||
     fail "restoring database $PGDATABASE on $PGHOST failed, its transaction was rolled back: $(tail -n 20 "$WORK/err")"
 restore_finish
