@@ -11,7 +11,7 @@ backup_begin
     --default-character-set=utf8mb4 --result-file="$TMP.raw" "$MYSQL_DATABASE" \
     >"$WORK/out" 2>"$WORK/err" ||
     fail "$DUMP of database $MYSQL_DATABASE on $MYSQL_HOST failed: $(cat "$WORK/err")"
-[ -s "$TMP.raw" ] || fail "$DUMP wrote nothing"
+[ -s "$TMP.raw" ] || fail "$DUMP wrote nothing: the backup is empty"
 # mysqldump ends a complete dump with this comment; a cut-off dump does not have it.
 tail -n 1 "$TMP.raw" >"$WORK/last" || fail "cannot read the dump"
 grep -q '^-- Dump completed' "$WORK/last" || fail "the dump is incomplete (no 'Dump completed' line)"

@@ -6,6 +6,7 @@ backup_begin
 redis-cli -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" --no-auth-warning --rdb "$TMP" \
     >"$WORK/out" 2>"$WORK/err" ||
     fail "redis-cli --rdb from $REDIS_HOST failed: $(cat "$WORK/out" "$WORK/err")"
+[ -s "$TMP" ] || fail "redis-cli wrote nothing: the backup is empty"
 grep -q 'Transfer finished with success' "$WORK/out" "$WORK/err" ||
     fail "redis-cli did not report a complete transfer: $(cat "$WORK/out" "$WORK/err")"
 head -c 5 "$TMP" >"$WORK/magic" || fail "cannot read the snapshot"
