@@ -211,6 +211,16 @@ fn preset() -> BackupPreset {
 
 #[test]
 fn postgres_backup_damage_restore_round_trip_loses_nothing() {
+    round_trip(false);
+}
+
+/// The same with BusyBox sh and applets, as in the default image (postgres:16-alpine).
+#[test]
+fn postgres_round_trip_with_busybox_as_in_alpine() {
+    round_trip(true);
+}
+
+fn round_trip(busybox: bool) {
     let pg = Postgres::start();
     pg.seed(1000);
     let before_customers = pg.rows("customers");
@@ -220,7 +230,10 @@ fn postgres_backup_damage_restore_round_trip_loses_nothing() {
 
     let scratch = Scratch::new("pg-claim");
     let claim = scratch.dir("claim");
-    let mounts = Mounts::default().claim(CLAIM, &claim);
+    let mut mounts = Mounts::default().claim(CLAIM, &claim);
+    if busybox {
+        mounts = mounts.busybox(&scratch, &["pg_dump", "pg_restore", "psql"]);
+    }
     let mut operator = Operator::new(preset());
 
     // Backup: the operator's Job, run here.
@@ -273,7 +286,8 @@ fn postgres_backup_damage_restore_round_trip_loses_nothing() {
     let compared = before_customers.len() + before_orders.len();
     let after_sums = (pg.table_checksum("customers"), pg.table_checksum("orders"));
     println!(
-        "postgres round trip: {compared} rows compared ({} customers, {} orders), {lost} lost, {changed} changed, {} extra; checksums before {before_sums:?} after {after_sums:?}",
+        "postgres round trip{}: {compared} rows compared ({} customers, {} orders), {lost} lost, {changed} changed, {} extra; checksums before {before_sums:?} after {after_sums:?}",
+        if busybox { " (busybox)" } else { "" },
         before_customers.len(),
         before_orders.len(),
         (after_customers.len() + after_orders.len()).saturating_sub(compared - lost)

@@ -202,6 +202,16 @@ fn preset() -> BackupPreset {
 
 #[test]
 fn redis_backup_damage_restore_round_trip_loses_nothing() {
+    round_trip(false);
+}
+
+/// The same with BusyBox sh and applets, as in the default image (redis:7-alpine).
+#[test]
+fn redis_round_trip_with_busybox_as_in_alpine() {
+    round_trip(true);
+}
+
+fn round_trip(busybox: bool) {
     let redis = Redis::start();
     redis.seed(1000);
     let before0 = redis.dataset(0);
@@ -211,7 +221,10 @@ fn redis_backup_damage_restore_round_trip_loses_nothing() {
 
     let scratch = Scratch::new("redis-claim");
     let claim = scratch.dir("claim");
-    let mounts = Mounts::default().claim(CLAIM, &claim);
+    let mut mounts = Mounts::default().claim(CLAIM, &claim);
+    if busybox {
+        mounts = mounts.busybox(&scratch, &["redis-cli", "redis-server", "redis-check-rdb"]);
+    }
     let mut operator = Operator::new(preset());
     let backup = operator.until_job(JobKind::Backup);
     let run = run_container(
@@ -276,7 +289,8 @@ fn redis_backup_damage_restore_round_trip_loses_nothing() {
         .filter(|(_, t)| *t)
         .count();
     println!(
-        "redis round trip: {compared} keys compared (db0 {}, db3 {}), {lost} lost, {changed} changed, {extra} extra; {ttls} keys kept their TTL",
+        "redis round trip{}: {compared} keys compared (db0 {}, db3 {}), {lost} lost, {changed} changed, {extra} extra; {ttls} keys kept their TTL",
+        if busybox { " (busybox)" } else { "" },
         before0.len(),
         before3.len()
     );

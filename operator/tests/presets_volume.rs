@@ -116,6 +116,16 @@ fn backup_file(claim: &Path, id: &str) -> PathBuf {
 
 #[test]
 fn volume_backup_damage_restore_round_trip_loses_nothing() {
+    round_trip(false);
+}
+
+/// The same with BusyBox sh and applets, as in the default image (alpine).
+#[test]
+fn volume_round_trip_with_busybox_as_in_alpine() {
+    round_trip(true);
+}
+
+fn round_trip(busybox: bool) {
     require("tar", "tar");
     let scratch = Scratch::new("volume");
     let data = scratch.dir("data");
@@ -124,9 +134,12 @@ fn volume_backup_damage_restore_round_trip_loses_nothing() {
     let before = manifest(&data);
     let files_before = before.values().filter(|(k, _, _)| *k == 'f').count();
     assert!(files_before >= 1000);
-    let mounts = Mounts::default()
+    let mut mounts = Mounts::default()
         .claim(CLAIM, &claim)
         .claim(DATA_CLAIM, &data);
+    if busybox {
+        mounts = mounts.busybox(&scratch, &[]);
+    }
 
     let mut operator = Operator::new(preset());
     let backup = operator.until_job(JobKind::Backup);
@@ -180,7 +193,8 @@ fn volume_backup_damage_restore_round_trip_loses_nothing() {
         .count();
     let extra = after.keys().filter(|k| !before.contains_key(*k)).count();
     println!(
-        "volume round trip: {} entries compared ({files_before} files, sha256 each), {lost} lost, {changed} changed, {extra} extra",
+        "volume round trip{}: {} entries compared ({files_before} files, sha256 each), {lost} lost, {changed} changed, {extra} extra",
+        if busybox { " (busybox)" } else { "" },
         before.len()
     );
     assert_eq!((lost, changed, extra), (0, 0, 0));

@@ -356,11 +356,36 @@ pub struct Mounts {
     pub path_prefix: Vec<PathBuf>,
     /// Replaces PATH entirely (to take a tool away).
     pub path: Option<String>,
+    /// The shell that runs the script, instead of /bin/sh.
+    pub shell: Option<PathBuf>,
 }
 
 impl Mounts {
     pub fn claim(mut self, name: &str, dir: &Path) -> Self {
         self.claims.insert(name.into(), dir.to_path_buf());
+        self
+    }
+
+    /// Runs the script the way the Alpine-based default images would: BusyBox `sh` and
+    /// BusyBox applets only (no GNU coreutils, tar, sed or awk), plus the named database tools.
+    pub fn busybox(mut self, scratch: &Scratch, tools: &[&str]) -> Self {
+        let busybox = require("busybox", "busybox");
+        let dir = scratch.dir("busybox-bin");
+        let list = run_ok(Command::new(&busybox).arg("--list"));
+        for applet in list.lines().filter(|a| !a.is_empty()) {
+            let link = dir.join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink(&busybox, &link).unwrap();
+            }
+        }
+        for tool in tools {
+            let real = find_binary(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
+            let link = dir.join(tool);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(real, &link).unwrap();
+        }
+        self.shell = Some(dir.join("sh"));
+        self.path = Some(dir.display().to_string());
         self
     }
 }
@@ -452,7 +477,11 @@ pub fn run_container(
     assert_eq!(&command[..2], ["/bin/sh", "-c"], "presets run sh -c");
     assert!(container.args.is_none());
     let script = &command[2];
-    let mut cmd = Command::new("/bin/sh");
+    let shell = mounts
+        .shell
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"));
+    let mut cmd = Command::new(shell);
     cmd.arg("-c").arg(script);
     cmd.env_clear();
     let path = mounts.path.clone().unwrap_or_else(|| {
