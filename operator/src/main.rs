@@ -76,6 +76,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
+    let mut config = config;
+    // Names the operator in API server audit logs (and in the simulator's request log).
+    let agent = concat!("apprelease-operator/", env!("CARGO_PKG_VERSION"));
+    config.headers.push((
+        ::http::header::USER_AGENT,
+        ::http::HeaderValue::from_static(agent),
+    ));
     let client = Client::try_from(config)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

@@ -73,9 +73,13 @@ fn set_default(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
-/// Fills defaults on a new object or a main-resource update (`old` given).
+/// Fills defaults on a new object or an update (`old` given); for custom resources also
+/// prunes fields their schema does not define.
 pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
     if !rt.builtin {
+        if let Some(schema) = &rt.schema {
+            crate::schema::prune_and_default(schema, obj);
+        }
         return;
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
@@ -92,6 +96,8 @@ pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
             }
             set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            set_default(obj, "/spec/template/spec/restartPolicy", json!("Always"));
+            default_pod_spec(obj, "/spec/template/spec");
         }
         ("batch", "Job") => {
             set_default(obj, "/spec/backoffLimit", json!(6));
@@ -99,6 +105,7 @@ pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
             set_default(obj, "/spec/parallelism", json!(1));
             set_default(obj, "/spec/completionMode", json!("NonIndexed"));
             set_default(obj, "/spec/suspend", json!(false));
+            default_pod_spec(obj, "/spec/template/spec");
             // The selector and pod labels tie pods to this Job's uid, like the real server.
             let uid = old.map(meta::uid).unwrap_or(meta::uid(obj)).to_string();
             let name = meta::name(obj).to_string();
@@ -163,11 +170,84 @@ pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
     }
 }
 
+/// With `fieldValidation=Strict`, fields a custom resource's schema does not declare are a
+/// 400 (as kubectl's default `--validate=strict` gets from a real server) instead of being
+/// pruned silently.
+pub fn strict_fields(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    let Some(schema) = rt.schema.as_ref().filter(|_| !rt.builtin) else {
+        return Ok(());
+    };
+    let unknown = crate::schema::prune_and_default(schema, &mut obj.clone());
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+        rt.kind,
+        rt.versions.first().map(String::as_str).unwrap_or_default(),
+        rt.kind,
+        fields.join(", ")
+    )))
+}
+
+/// The pod spec defaults a real server fills in (shown by `kubectl get -o yaml`).
+fn default_pod_spec(obj: &mut Value, pointer: &str) {
+    if obj.pointer(pointer).is_none_or(|s| !s.is_object()) {
+        return;
+    }
+    for (field, value) in [
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+        ("terminationGracePeriodSeconds", json!(30)),
+    ] {
+        set_default(obj, &format!("{pointer}/{field}"), value);
+    }
+    let Some(containers) = obj
+        .pointer_mut(&format!("{pointer}/containers"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for c in containers.iter_mut().filter(|c| c.is_object()) {
+        let image = c["image"].as_str().unwrap_or_default();
+        let tag = image.rsplit('/').next().unwrap_or_default();
+        let pull = if !tag.contains(':') || tag.ends_with(":latest") {
+            "Always"
+        } else {
+            "IfNotPresent"
+        };
+        set_default(c, "/imagePullPolicy", json!(pull));
+        set_default(c, "/terminationMessagePath", json!("/dev/termination-log"));
+        set_default(c, "/terminationMessagePolicy", json!("File"));
+        set_default(c, "/resources", json!({}));
+        if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports.iter_mut().filter(|p| p.is_object()) {
+                set_default(port, "/protocol", json!("TCP"));
+            }
+        }
+    }
+}
+
 /// Rejects objects a real server would reject with 422.
 pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
     let name = meta::name(obj);
     let invalid =
         |field: &str, msg: String| Err(ApiError::invalid(&rt.kind, name, &[(field, msg)]));
+    if let Some(schema) = rt.schema.as_ref().filter(|_| !rt.builtin) {
+        let errors = crate::schema::validate(schema, obj);
+        if !errors.is_empty() {
+            let causes: Vec<(&str, String)> = errors
+                .iter()
+                .map(|(f, m)| (f.as_str(), m.clone()))
+                .collect();
+            return Err(ApiError::invalid(&rt.kind, name, &causes));
+        }
+    }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("apps", "Deployment") => {
             let Some(selector) = obj

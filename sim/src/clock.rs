@@ -27,7 +27,12 @@ impl Clock {
 
     /// Simulated time elapsed since a real instant.
     pub fn since(&self, start: Instant) -> Duration {
-        start.elapsed().mul_f64(self.scale)
+        self.simulated(start.elapsed())
+    }
+
+    /// The simulated duration a real one amounts to.
+    pub fn simulated(&self, real: Duration) -> Duration {
+        real.mul_f64(self.scale)
     }
 
     /// The real duration a simulated one takes.

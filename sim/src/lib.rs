@@ -19,6 +19,7 @@ pub mod clock;
 mod cluster;
 pub mod control;
 pub mod controllers;
+mod convert;
 pub mod error;
 pub mod faults;
 pub mod glob;
@@ -29,6 +30,7 @@ pub mod patch;
 mod rand;
 pub mod registry;
 pub mod requests;
+mod schema;
 pub mod selectors;
 pub mod store;
 

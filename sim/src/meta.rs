@@ -97,3 +97,29 @@ pub fn now() -> String {
 pub fn now_micro() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
+
+/// Sets `value` at `path`, turning missing or non-object parents into objects (client-written
+/// junk such as `"status": 5` must not make a controller panic).
+pub fn set(obj: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *obj = value;
+        return;
+    };
+    let mut node = obj;
+    for key in parents {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        node = node
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(key.to_string())
+            .or_insert(Value::Null);
+    }
+    if !node.is_object() {
+        *node = Value::Object(Map::new());
+    }
+    node.as_object_mut()
+        .expect("made an object above")
+        .insert(last.to_string(), value);
+}

@@ -16,7 +16,8 @@ pub struct Column {
     pub name: String,
     /// OpenAPI type: string, integer, number, boolean, date.
     pub type_: String,
-    /// JSONPath into the object (`.status.readyReplicas`).
+    /// JSONPath into the object (`.status.readyReplicas`); built-in kinds may also use a
+    /// template of counts (`{.status.readyReplicas}/{.spec.replicas}`) for READY-style cells.
     pub json_path: String,
     /// 0 shows by default, higher only with `-o wide`.
     pub priority: i64,
@@ -58,7 +59,8 @@ pub struct ResourceType {
 impl ResourceType {
     /// The key objects are stored under: `plural.group` (`deployments.apps`, `pods`).
     pub fn key(&self) -> String {
-        if self.group.is_empty() {
+        // events.k8s.io Events share storage with core Events (see `convert`).
+        if self.group.is_empty() || (self.group == "events.k8s.io" && self.plural == "events") {
             self.plural.clone()
         } else {
             format!("{}.{}", self.plural, self.group)
@@ -191,6 +193,11 @@ pub fn builtins() -> Vec<ResourceType> {
             .with_status()
             .with_scale()
             .cols(&[
+                (
+                    "Ready",
+                    "string",
+                    "{.status.readyReplicas}/{.spec.replicas}",
+                ),
                 ("Up-to-date", "integer", ".status.updatedReplicas"),
                 ("Available", "integer", ".status.availableReplicas"),
                 AGE,
@@ -199,7 +206,13 @@ pub fn builtins() -> Vec<ResourceType> {
             .short(&["rs"])
             .in_all()
             .with_status()
-            .with_scale(),
+            .with_scale()
+            .cols(&[
+                ("Desired", "integer", ".spec.replicas"),
+                ("Current", "integer", ".status.replicas"),
+                ("Ready", "integer", ".status.readyReplicas"),
+                AGE,
+            ]),
         ResourceType::builtin("batch", "v1", "Job", "jobs", true)
             .in_all()
             .with_status()
@@ -209,7 +222,11 @@ pub fn builtins() -> Vec<ResourceType> {
                     "string",
                     ".status.conditions[?(@.status==\"True\")].type",
                 ),
-                ("Succeeded", "integer", ".status.succeeded"),
+                (
+                    "Completions",
+                    "string",
+                    "{.status.succeeded}/{.spec.completions}",
+                ),
                 ("Failed", "integer", ".status.failed"),
                 AGE,
             ]),

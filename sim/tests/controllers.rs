@@ -5,12 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use apprelease_sim::{ImageEffect, JobMatch, JobRule};
@@ -53,18 +53,31 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         .unwrap();
     common::wait_for(&deploys, "web", "initial rollout", |d| rolled_out(d, 4)).await;
 
-    // Record every status during the next rollout.
+    // Record every status during the next rollout, from a watch that is running before
+    // the change is made.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
     let recorder = {
         let seen = seen.clone();
-        let stream = watcher(deploys.clone(), watcher::Config::default()).applied_objects();
+        let mut stream = watcher(deploys.clone(), watcher::Config::default()).boxed();
         tokio::spawn(async move {
-            let mut stream = Box::pin(stream);
-            while let Ok(Some(d)) = stream.try_next().await {
-                seen.lock().unwrap().push(d.status.unwrap_or_default());
+            let mut listed = Some(listed_tx);
+            while let Ok(Some(event)) = stream.try_next().await {
+                match event {
+                    watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+                        seen.lock().unwrap().push(d.status.unwrap_or_default());
+                    }
+                    watcher::Event::InitDone => {
+                        if let Some(tx) = listed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
+                }
             }
         })
     };
+    listed_rx.await.unwrap();
     let pp = PatchParams::apply("apprelease-operator").force();
     let applied = deploys
         .patch("web", &pp, &Patch::Apply(image_patch("app:2")))
@@ -115,6 +128,40 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         .unwrap();
     common::wait_for(&deploys, "web", "rollback", |d| rolled_out(d, 4)).await;
 
+    // The pods are there to see, owned by the current ReplicaSet.
+    let pods: Api<Pod> = Api::namespaced(deploys.clone().into_client(), "default");
+    let rs_api: Api<ReplicaSet> = Api::namespaced(deploys.clone().into_client(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let web_pods = loop {
+        let listed = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap();
+        if listed.items.len() == 4 {
+            break listed.items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "4 pods, got {}",
+            listed.items.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let owner = web_pods[0]
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap()
+        .remove(0);
+    assert_eq!(owner.kind, "ReplicaSet");
+    let current = rs_api.get(&owner.name).await.unwrap();
+    assert_eq!(current.spec.unwrap().replicas, Some(4));
+    assert!(
+        web_pods
+            .iter()
+            .all(|p| p.status.as_ref().unwrap().phase.as_deref() == Some("Running"))
+    );
+
     // Scaling through the scale subresource.
     deploys
         .patch_scale(
@@ -125,6 +172,32 @@ async fn deployment_rolls_out_within_surge_and_stalls_on_a_never_ready_image() {
         .await
         .unwrap();
     common::wait_for(&deploys, "web", "scaled to 2", |d| rolled_out(d, 2)).await;
+
+    // Deleting the Deployment collects its ReplicaSets and their pods.
+    deploys
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+        || !rs_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ReplicaSets and pods are collected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn job_condition(j: &Job, type_: &str) -> Option<String> {
@@ -256,6 +329,24 @@ async fn jobs_succeed_fail_and_time_out_as_scripted() {
         Some("DeadlineExceeded")
     );
 
+    // A finished Job with a TTL goes away by itself.
+    let mut ttl = common::job("short-lived", "busybox", json!({}), 0);
+    ttl["spec"]["ttlSecondsAfterFinished"] = json!(60);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(ttl).unwrap(),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while jobs.get_opt("short-lived").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the TTL deletes the Job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Deleting a Job deletes its pods (background propagation through ownerReferences).
     jobs.delete("migrate-1", &DeleteParams::background())
         .await
@@ -300,6 +391,50 @@ async fn jobs_succeed_fail_and_time_out_as_scripted() {
 }
 
 #[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let (_sim, client) = common::start(100.0).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let job = common::job("fg", "busybox", json!({}), 0);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(job).unwrap(),
+    )
+    .await
+    .unwrap();
+    common::wait_for(&jobs, "fg", "Complete", |j| {
+        job_condition(j, "Complete").is_some()
+    })
+    .await;
+    let pending = jobs
+        .delete("fg", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let pending = pending.left().expect("the Job waits for its pods");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert!(
+        pending
+            .metadata
+            .finalizers
+            .unwrap()
+            .contains(&"foregroundDeletion".to_string())
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while jobs.get_opt("fg").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Job goes after its pods"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = pods
+        .list(&ListParams::default().labels("job-name=fg"))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+}
+
+#[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
     let (_sim, client) = common::start(1.0).await;
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
@@ -308,7 +443,8 @@ async fn finalizers_hold_deletion_until_removed() {
     )
     .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
-    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let answer = cms.delete("held", &DeleteParams::default()).await.unwrap();
+    assert!(answer.is_left(), "a held object comes back, not a Status");
     let pending = cms.get("held").await.unwrap();
     assert!(pending.metadata.deletion_timestamp.is_some());
     cms.patch(
@@ -319,4 +455,11 @@ async fn finalizers_hold_deletion_until_removed() {
     .await
     .unwrap();
     assert!(cms.get_opt("held").await.unwrap().is_none());
+    let cm = serde_json::from_value(json!({"metadata": {"name": "free"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let answer = cms.delete("free", &DeleteParams::default()).await.unwrap();
+    assert!(
+        answer.is_right(),
+        "an immediate deletion answers with a Success status"
+    );
 }

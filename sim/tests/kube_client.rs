@@ -183,6 +183,26 @@ async fn custom_resources_have_generation_and_a_separate_status() {
         .unwrap();
     assert_eq!(kept.data["status"]["conditions"][0]["type"], "Ready");
 
+    // The CRD schema is enforced: wrong types are 422, unknown fields are pruned.
+    let bad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w2"}, "spec": {"size": "big"}}))
+    .unwrap();
+    let err = widgets
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(err), (422, "Invalid".into()));
+    let extra: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w3"}, "spec": {"size": 1, "bogus": true}}))
+    .unwrap();
+    let pruned = widgets
+        .create(&PostParams::default(), &extra)
+        .await
+        .unwrap();
+    assert_eq!(pruned.data["spec"], json!({"size": 1}));
+
     let smp = widgets
         .patch("w1", &PatchParams::default(), &Patch::Strategic(&spec))
         .await
@@ -323,4 +343,141 @@ async fn watcher_relists_after_410() {
         sim.requests().count("list", "configmaps") >= 2,
         "it relisted"
     );
+}
+
+#[tokio::test]
+async fn events_from_kube_runtime_are_visible_as_core_events() {
+    use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
+    use kube::runtime::events::{Event, EventType, Recorder};
+
+    let (sim, client) = common::start(1.0).await;
+    let recorder = Recorder::new(client.clone(), "apprelease-operator".into());
+    let target = ObjectReference {
+        api_version: Some("example.com/v1".into()),
+        kind: Some("Widget".into()),
+        name: Some("w1".into()),
+        namespace: Some("default".into()),
+        uid: Some("1234".into()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "BackupSucceeded".into(),
+        note: Some("backup w1-1 taken".into()),
+        action: "Backup".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &target).await.unwrap();
+    recorder.publish(&event, &target).await.unwrap();
+    assert_eq!(sim.requests().count("create", "events"), 1);
+    assert_eq!(
+        sim.requests().count("patch", "events"),
+        1,
+        "a repeat is a series patch"
+    );
+
+    // What `kubectl describe` reads: core/v1 Events selected by the involved object.
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let selected = core
+        .list(&ListParams::default().fields("involvedObject.name=w1,involvedObject.kind=Widget"))
+        .await
+        .unwrap();
+    assert_eq!(selected.items.len(), 1);
+    let e = &selected.items[0];
+    assert_eq!(e.message.as_deref(), Some("backup w1-1 taken"));
+    assert_eq!(e.reason.as_deref(), Some("BackupSucceeded"));
+    assert_eq!(e.count, Some(2));
+}
+
+#[tokio::test]
+async fn streaming_list_watch_and_selector_transitions() {
+    let (_sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["s1", "s2"] {
+        cms.create(
+            &PostParams::default(),
+            &config_map(name, json!({"pick": "yes"})),
+        )
+        .await
+        .unwrap();
+    }
+    // kube's opt-in streaming list (sendInitialEvents) ends its initial events with a bookmark.
+    let cfg = watcher::Config::default()
+        .streaming_lists()
+        .labels("pick=yes");
+    let mut events = watcher(cms.clone(), cfg).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.try_next());
+        match next.await.unwrap().unwrap().unwrap() {
+            watcher::Event::InitApply(cm) => initial.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["s1", "s2"]);
+
+    // Leaving the selection is a deletion for this watch.
+    let unpick = json!({"metadata": {"labels": {"pick": "no"}}});
+    cms.patch("s1", &PatchParams::default(), &Patch::Merge(&unpick))
+        .await
+        .unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.try_next());
+        if let watcher::Event::Delete(cm) = next.await.unwrap().unwrap().unwrap() {
+            assert_eq!(cm.metadata.name.as_deref(), Some("s1"));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn leases_round_trip_micro_times() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_sim, client) = common::start(1.0).await;
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
+                 "renewTime": "2026-01-01T00:00:00.123456Z"}}))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut taken = created.clone();
+    taken.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("leader", &PostParams::default(), &taken)
+        .await
+        .unwrap();
+    // A second holder working from the old version loses.
+    let mut late = created;
+    late.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let err = leases
+        .replace("leader", &PostParams::default(), &late)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(err).0, 409);
+    let now = leases.get("leader").await.unwrap().spec.unwrap();
+    assert_eq!(now.holder_identity.as_deref(), Some("b"));
+    assert!(now.renew_time.is_some());
+}
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let (_sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &config_map("m1", json!({"a": "b"})))
+        .await
+        .unwrap();
+    let meta = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(meta.metadata.labels.unwrap()["a"], "b");
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::namespaced(client, "default");
+    let mut events = watcher(metas, watcher::Config::default()).boxed();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.try_next());
+        if let watcher::Event::InitApply(m) = next.await.unwrap().unwrap().unwrap() {
+            assert_eq!(m.metadata.name.as_deref(), Some("m1"));
+            break;
+        }
+    }
 }

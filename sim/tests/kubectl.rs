@@ -7,6 +7,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use apprelease_sim::SimHandle;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -132,7 +134,7 @@ async fn with_widgets(kubectl: &Kubectl) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
-    let (sim, _client) = common::start(20.0).await;
+    let (sim, client) = common::start(20.0).await;
     let kubectl = Kubectl::new(&sim, "main");
     with_widgets(&kubectl).await;
 
@@ -194,7 +196,35 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         .await;
     let wide = kubectl.ok(&["get", "widgets", "-o", "wide"], None).await;
     assert!(wide.contains("True") && wide.contains("all good"), "{wide}");
+    // An event published the way the operator does (events.k8s.io) shows in describe.
+    let uid = kubectl
+        .ok(
+            &["get", "widget", "w1", "-o", "jsonpath={.metadata.uid}"],
+            None,
+        )
+        .await;
+    let recorder = Recorder::new(client.clone(), "widget-controller".into());
+    let reference = ObjectReference {
+        api_version: Some("example.com/v1".into()),
+        kind: Some("Widget".into()),
+        name: Some("w1".into()),
+        namespace: Some("default".into()),
+        uid: Some(uid),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Resized".into(),
+        note: Some("grew to 4".into()),
+        action: "Resize".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.unwrap();
     let described = kubectl.ok(&["describe", "widget", "w1"], None).await;
+    assert!(
+        described.contains("Resized") && described.contains("grew to 4"),
+        "{described}"
+    );
     assert!(
         described.contains("Size:") && described.contains("all good"),
         "{described}"
@@ -273,6 +303,61 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         )
         .await;
     assert_eq!(images, "app:3 side:1");
+    // The rollout history lives in ReplicaSets: undo goes back to app:2.
+    kubectl
+        .ok(
+            &["rollout", "status", "deployment/web", "--timeout=30s"],
+            None,
+        )
+        .await;
+    kubectl
+        .ok(&["rollout", "undo", "deployment/web"], None)
+        .await;
+    kubectl
+        .ok(
+            &["rollout", "status", "deployment/web", "--timeout=30s"],
+            None,
+        )
+        .await;
+    let images = kubectl
+        .ok(
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[*].image}",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(images, "app:2 side:1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pods = kubectl
+            .ok(&["get", "pods", "-l", "app=web", "-o", "name"], None)
+            .await;
+        if pods.lines().count() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two pods remain: {pods}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kubectl
+        .ok(
+            &[
+                "patch",
+                "deployment",
+                "web",
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:3"}]}}}}"#,
+            ],
+            None,
+        )
+        .await;
     let described = kubectl.ok(&["describe", "deployment", "web"], None).await;
     assert!(
         described.contains("Progressing") && described.contains("app:3"),
@@ -289,6 +374,12 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         )
         .await;
     assert!(err.contains("is invalid"), "{err}");
+    let unknown = WIDGET.replace("size: 3", "size: 3\n  colour: red");
+    let err = kubectl.fails(&["apply", "-f", "-"], Some(&unknown)).await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.colour\""),
+        "{err}"
+    );
     let err = kubectl.fails(&["get", "widget", "nope"], None).await;
     assert!(
         err.contains("NotFound") && err.contains("\"nope\" not found"),

@@ -31,13 +31,14 @@ impl Executor<'_> {
         let namespace = release.namespace().unwrap_or_default();
         if release.status.as_ref() != Some(&decision.status) {
             let api: Api<AppRelease> = Api::namespaced(self.client.clone(), &namespace);
-            api.patch_status(
-                &release.name_any(),
-                &apply_params(),
-                &Patch::Apply(status_body(release, &decision.status)),
-            )
-            .await
-            .map_err(Error::WriteStatus)?;
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            let patch: Patch<()> = Patch::Json(status_patch(&decision.status));
+            api.patch_status(&release.name_any(), &params, &patch)
+                .await
+                .map_err(Error::WriteStatus)?;
         }
         let reference = release.object_ref(&());
         for note in &decision.notes {
@@ -167,13 +168,16 @@ pub fn image_body(deployment: &str, images: &[(String, String)]) -> Value {
     })
 }
 
-/// The whole status, applied to the status subresource. Applying the full status each time
-/// lets fields the operator stops sending (a finished `upgrade`) disappear.
-pub fn status_body(release: &AppRelease, status: &AppReleaseStatus) -> Value {
-    json!({
-        "apiVersion": "apprelease.io/v1alpha1",
-        "kind": "AppRelease",
-        "metadata": {"name": release.name_any()},
-        "status": status,
-    })
+/// Replaces the whole status in one JSON patch (`add` replaces an existing member). The
+/// operator is the only writer of status, and a wholesale replacement makes fields it stops
+/// sending (a finished `upgrade`) disappear — where a server-side apply may leave an empty
+/// parent object behind that then fails the schema's required fields.
+pub fn status_patch(status: &AppReleaseStatus) -> json_patch::Patch {
+    let value = serde_json::to_value(status).unwrap_or(Value::Null);
+    json_patch::Patch(vec![json_patch::PatchOperation::Add(
+        json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+            value,
+        },
+    )])
 }

@@ -159,9 +159,9 @@ async fn a_rollback_applies_the_recorded_previous_images() {
     assert!(
         status
             .uri
-            .ends_with("/appreleases/meet/status?&force=true&fieldManager=apprelease-operator")
+            .ends_with("/appreleases/meet/status?&fieldManager=apprelease-operator")
     );
-    assert_eq!(status.body["status"]["upgrade"]["step"], "RollingBack");
+    assert_eq!(status.body[0]["value"]["upgrade"]["step"], "RollingBack");
     // Events for the failure and the step change.
     let mut seen = server.answer(201, json!({})).await;
     while seen.uri.contains("/events") {
@@ -181,7 +181,7 @@ async fn a_rollback_applies_the_recorded_previous_images() {
 }
 
 #[tokio::test]
-async fn status_is_applied_to_the_status_subresource_before_any_action() {
+async fn status_is_replaced_in_the_status_subresource_before_any_action() {
     let mut world = World::new(full("2.0"), cluster("1.0"));
     let decision = world.step();
     let release = full("2.0");
@@ -191,15 +191,18 @@ async fn status_is_applied_to_the_status_subresource_before_any_action() {
     assert_eq!(status.method, "PATCH");
     assert_eq!(
         status.uri,
-        "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet/status?&force=true&fieldManager=apprelease-operator"
+        "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet/status?&fieldManager=apprelease-operator"
     );
-    assert_eq!(status.content_type, "application/apply-patch+yaml");
-    assert_eq!(status.body["kind"], "AppRelease");
-    assert!(
-        status.body.get("spec").is_none(),
-        "the operator never writes spec"
+    assert_eq!(status.content_type, "application/json-patch+json");
+    // One operation that replaces the whole status and touches nothing else (never spec).
+    let ops = status.body.as_array().unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(
+        (ops[0]["op"].as_str(), ops[0]["path"].as_str()),
+        (Some("add"), Some("/status"))
     );
-    assert_eq!(status.body["status"]["upgrade"]["step"], "BackingUp");
+    assert_eq!(ops[0]["value"]["upgrade"]["step"], "BackingUp");
+    assert_eq!(ops[0]["value"]["observedGeneration"], 1);
     let event = server.answer(201, json!({})).await;
     assert_eq!(
         (event.method.as_str(), event.uri.as_str()),

@@ -24,8 +24,8 @@ pub fn settle(plan: &mut Planner) {
     // the new images, yet the version is not a success.
     if let Some(failed) = blocking_failure(plan) {
         let message = format!(
-            "{} Version {} is not tried again until the spec changes or the annotation {} gets a new value.",
-            failed.message,
+            "{}. Version {} is not tried again until the spec changes or the annotation {} gets a new value.",
+            failed.message.trim_end_matches('.'),
             failed.version,
             crate::api::RETRY_ANNOTATION
         );

@@ -261,13 +261,37 @@ fn fault_error(code: u16, message: Option<&str>) -> ApiError {
 }
 
 /// The object as served at the requested version (CRD versions share storage unconverted).
-pub fn present(req: &Request, mut obj: Value) -> Value {
+pub fn view(rt: &ResourceType, version: &str, obj: &Value) -> Value {
+    let mut obj = crate::convert::to_view(rt, obj);
     if let Some(map) = obj.as_object_mut() {
-        map.insert(
-            "apiVersion".into(),
-            Value::String(req.rt.api_version(&req.path.version)),
-        );
-        map.insert("kind".into(), Value::String(req.rt.kind.clone()));
+        map.insert("apiVersion".into(), Value::String(rt.api_version(version)));
+        map.insert("kind".into(), Value::String(rt.kind.clone()));
     }
     obj
+}
+
+/// Whether the client asked for metadata only
+/// (`Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`).
+pub fn metadata_only(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("as=PartialObjectMetadata"))
+}
+
+/// A served object reduced to a `PartialObjectMetadata`.
+pub fn partial(obj: &Value) -> Value {
+    serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                       "metadata": obj.get("metadata")})
+}
+
+/// The object in the shape the client asked for.
+pub fn present(req: &Request, obj: Value) -> Value {
+    let obj = view(&req.rt, &req.path.version, &obj);
+    if metadata_only(&req.headers) {
+        partial(&obj)
+    } else {
+        obj
+    }
 }

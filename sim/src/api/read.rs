@@ -3,7 +3,7 @@
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{Request, json_response, present, table};
+use super::{Request, json_response, metadata_only, partial, present, table, view};
 use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
@@ -95,7 +95,11 @@ pub fn list(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let (items, rv) = cluster
         .store
         .list(&req.rt.key(), req.path.namespace.as_deref());
-    let mut items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
+    let mut items: Vec<Value> = items
+        .into_iter()
+        .map(|o| view(&req.rt, &req.path.version, &o))
+        .filter(|o| filter.matches(o))
+        .collect();
     if let Some(token) = req.param("continue").filter(|t| !t.is_empty()) {
         let (ns, name) = token
             .split_once('/')
@@ -116,12 +120,19 @@ pub fn list(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         list_meta["continue"] = json!(format!("{}/{}", meta::namespace(last), meta::name(last)));
         list_meta["remainingItemCount"] = json!(remaining);
     }
-    let items: Vec<Value> = items.into_iter().map(|o| present(req, o)).collect();
     if table::wanted(&req.headers) {
         let include = table::Include::parse(req.param("includeObject"));
         return Ok(json_response(
             200,
             &table::table(&req.rt, &items, list_meta, include),
+        ));
+    }
+    if metadata_only(&req.headers) {
+        let items: Vec<Value> = items.iter().map(partial).collect();
+        return Ok(json_response(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": list_meta, "items": items}),
         ));
     }
     Ok(json_response(

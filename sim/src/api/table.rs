@@ -57,7 +57,35 @@ pub fn age(timestamp: &str) -> String {
     }
 }
 
+/// `{.a}/{.b}`: each braced path replaced by its value, counts that are absent (Kubernetes
+/// omits zero counts) reading as 0.
+fn template_cell(obj: &Value, template: &str) -> Value {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let path = &rest[start + 1..start + len];
+        let value = jsonpath::find(obj, path)
+            .first()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "0".into());
+        out.push_str(&value);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    json!(out)
+}
+
 fn cell(obj: &Value, path: &str, type_: &str) -> Value {
+    if path.starts_with('{') {
+        return template_cell(obj, path);
+    }
     let found = jsonpath::find(obj, path);
     let Some(first) = found.first() else {
         return Value::Null;
@@ -136,6 +164,11 @@ mod tests {
         assert_eq!(names, ["Name", "Size", "Ready"]);
         assert_eq!(t["columnDefinitions"][2]["priority"], 1);
         assert_eq!(t["rows"][0]["cells"], json!(["w1", 3, "True"]));
+        let deploy = crate::registry::builtin("Deployment");
+        let d = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3},
+                       "status": {"updatedReplicas": 3}});
+        let t = table(&deploy, &[d], json!({}), Include::None);
+        assert_eq!(t["rows"][0]["cells"][1], "0/3");
     }
 
     #[test]

@@ -30,6 +30,7 @@ struct Render {
     rt: ResourceType,
     api_version: String,
     as_table: Option<table::Include>,
+    metadata_only: bool,
 }
 
 impl Render {
@@ -38,6 +39,9 @@ impl Render {
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(self.api_version));
             map.insert("kind".into(), json!(self.rt.kind));
+        }
+        if self.metadata_only {
+            obj = super::partial(&obj);
         }
         if let Some(include) = self.as_table {
             let meta = json!({"resourceVersion": crate::meta::resource_version(&obj)});
@@ -85,8 +89,12 @@ fn translate(key: &str, filter: &Filter, render: &Render, change: &Change) -> Op
     if change.key != key {
         return None;
     }
-    let now = filter.matches(&change.object);
-    let before = change.previous.as_ref().is_some_and(|p| filter.matches(p));
+    let object = crate::convert::to_view(&render.rt, &change.object);
+    let now = filter.matches(&object);
+    let before = change
+        .previous
+        .as_ref()
+        .is_some_and(|p| filter.matches(&crate::convert::to_view(&render.rt, p)));
     let type_ = match (change.type_, before, now) {
         (ChangeType::Added, _, true) => "ADDED",
         (ChangeType::Deleted, _, true) => "DELETED",
@@ -95,7 +103,7 @@ fn translate(key: &str, filter: &Filter, render: &Render, change: &Change) -> Op
         (ChangeType::Modified, true, false) => "DELETED",
         _ => return None,
     };
-    Some(render.event(type_, &change.object))
+    Some(render.event(type_, &object))
 }
 
 impl Stream {
@@ -160,6 +168,7 @@ pub fn watch(cluster: &Arc<Cluster>, req: &Request, effects: &[ApiEffect]) -> Ap
         api_version: req.rt.api_version(&req.path.version),
         as_table: table::wanted(&req.headers)
             .then(|| table::Include::parse(req.param("includeObject"))),
+        metadata_only: super::metadata_only(&req.headers),
     };
     if effects.contains(&ApiEffect::Gone) {
         let err = ApiError::gone("too old resource version (simulated fault)");
@@ -171,8 +180,10 @@ pub fn watch(cluster: &Arc<Cluster>, req: &Request, effects: &[ApiEffect]) -> Ap
     let mut pending = VecDeque::new();
     let (rx, last_rv) = if rv_param.is_empty() || rv_param == "0" || send_initial {
         let (items, rv, rx) = cluster.store.snapshot_and_subscribe(&key);
-        for obj in items.iter().filter(|o| filter.matches(o)) {
-            pending.push_back(render.event("ADDED", obj));
+        for obj in items.iter().map(|o| crate::convert::to_view(&render.rt, o)) {
+            if filter.matches(&obj) {
+                pending.push_back(render.event("ADDED", &obj));
+            }
         }
         if send_initial {
             pending.push_back(render.bookmark(rv, true));

@@ -8,6 +8,7 @@ use super::read::{Filter, current, scale_of};
 use super::{Request, json_response, present};
 use crate::admission;
 use crate::cluster::Cluster;
+use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::patch::fields::Schema;
@@ -39,7 +40,13 @@ fn content_type(req: &Request) -> &str {
 
 /// Parses a body that must be a JSON (or YAML) object.
 fn object_body(req: &Request) -> ApiResult<Value> {
-    let yaml = content_type(req).contains("yaml");
+    let ct = content_type(req);
+    // kubectl's typed clients (`kubectl create configmap ...`) send protobuf; only JSON and
+    // YAML are understood here.
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(ct));
+    }
+    let yaml = ct.contains("yaml");
     let obj = patch::parse_body(&req.body, yaml)?;
     if !obj.is_object() {
         return Err(ApiError::bad_request("the request body must be an object"));
@@ -100,9 +107,25 @@ fn writer<'a>(req: &'a Request, manager: &'a str, api_version: &'a str) -> Write
     }
 }
 
+/// Defaulting and validation of an update: built-in strategies apply to the main
+/// resource; custom resource schemas to both main and status writes.
+fn admit(req: &Request, obj: &mut Value, old: &Value) -> ApiResult<()> {
+    if req.param("fieldValidation") == Some("Strict") {
+        admission::strict_fields(&req.rt, obj)?;
+    }
+    if target(req) == Target::Main || !req.rt.builtin {
+        admission::default(&req.rt, obj, Some(old));
+        admission::validate(&req.rt, obj, Some(old))?;
+    }
+    Ok(())
+}
+
 /// Admission and storage of a new object (shared by POST and apply-creates).
 fn store_new(cluster: &Cluster, req: &Request, mut obj: Value) -> ApiResult<Value> {
     admission::validate_name(&req.rt, &obj)?;
+    if req.param("fieldValidation") == Some("Strict") {
+        admission::strict_fields(&req.rt, &obj)?;
+    }
     let md = meta::metadata_mut(&mut obj);
     for server_owned in [
         "uid",
@@ -139,6 +162,7 @@ fn store_new(cluster: &Cluster, req: &Request, mut obj: Value) -> ApiResult<Valu
 pub fn create(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let mut obj = object_body(req)?;
     check_identity(req, &mut obj, false)?;
+    let mut obj = convert::from_view(&req.rt, &obj);
     let manager = req.manager();
     let api_version = req.rt.api_version(&req.path.version);
     if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -162,16 +186,14 @@ pub fn update(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         if !wanted_rv.is_empty() {
             meta::metadata_mut(&mut target).insert("resourceVersion".into(), json!(wanted_rv));
         }
-        target["spec"]["replicas"] = replicas;
+        meta::set(&mut target, &["spec", "replicas"], replicas);
         let stored = cluster.store.update(&req.rt, target, Target::Main)?;
         return Ok(json_response(200, &scale_of(req, &stored)));
     }
     check_identity(req, &mut obj, false)?;
+    let mut obj = convert::from_view(&req.rt, &obj);
     let old = current(cluster, req)?;
-    if target(req) == Target::Main {
-        admission::default(&req.rt, &mut obj, Some(&old));
-        admission::validate(&req.rt, &obj, Some(&old))?;
-    }
+    admit(req, &mut obj, &old)?;
     let manager = req.manager();
     let api_version = req.rt.api_version(&req.path.version);
     writer(req, &manager, &api_version).record_update(Some(&old), &mut obj);
@@ -219,10 +241,10 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
             let skeleton = json!({"apiVersion": api_version, "kind": req.rt.kind,
                 "metadata": applied["metadata"].clone()});
             let merged = apply::apply(&skeleton, &applied, &w, force)?;
-            let created = store_new(cluster, req, merged)?;
+            let created = store_new(cluster, req, convert::from_view(&req.rt, &merged))?;
             return Ok(json_response(201, &present(req, created)));
         };
-        let mut new = old.clone();
+        let mut new = convert::to_view(&req.rt, &old);
         match ptype {
             PatchType::Json => patch::json_patch(&mut new, &body)?,
             PatchType::Merge => patch::merge_patch(&mut new, &body),
@@ -230,9 +252,10 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
             PatchType::Apply => {
                 let mut applied = body.clone();
                 check_identity(req, &mut applied, true)?;
-                new = apply::apply(&old, &applied, &w, force)?;
+                new = apply::apply(&new, &applied, &w, force)?;
             }
         }
+        let mut new = convert::from_view(&req.rt, &new);
         // Identity cannot be patched; an explicit resourceVersion in the patch is a
         // precondition, otherwise the version read above guards against lost updates.
         let explicit_rv = body.pointer("/metadata/resourceVersion").is_some();
@@ -253,10 +276,7 @@ pub fn patch(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
         if ptype != PatchType::Apply {
             w.record_update(Some(&old), &mut new);
         }
-        if target(req) == Target::Main {
-            admission::default(&req.rt, &mut new, Some(&old));
-            admission::validate(&req.rt, &new, Some(&old))?;
-        }
+        admit(req, &mut new, &old)?;
         if req.dry_run() {
             return Ok(json_response(200, &present(req, new)));
         }
@@ -284,7 +304,8 @@ fn patch_scale(
         PatchType::Json => patch::json_patch(&mut scale, body)?,
         _ => patch::merge_patch(&mut scale, body),
     }
-    target["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    meta::set(&mut target, &["spec", "replicas"], replicas);
     let stored = cluster.store.update(&req.rt, target, Target::Main)?;
     Ok(json_response(200, &scale_of(req, &stored)))
 }
@@ -327,13 +348,32 @@ fn delete_options(req: &Request) -> ApiResult<DeleteOptions> {
 pub fn delete(cluster: &Cluster, req: &Request) -> ApiResult<Response> {
     let opts = delete_options(req)?;
     let name = req.path.name.as_deref().unwrap_or_default();
+    if req.rt.kind == "Namespace"
+        && req.rt.builtin
+        && ["default", "kube-system", "kube-public"].contains(&name)
+    {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+        ));
+    }
     if req.dry_run() {
         return Ok(json_response(200, &present(req, current(cluster, req)?)));
     }
     let obj = cluster
         .store
         .delete(&req.rt, req.namespace(), name, &opts)?;
-    Ok(json_response(200, &present(req, obj)))
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        // Finalizers hold it: the object, as it now is, tells the client deletion is pending.
+        return Ok(json_response(200, &present(req, obj)));
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "group": req.rt.group, "kind": req.rt.plural,
+                            "uid": meta::uid(&obj)}}),
+    ))
 }
 
 /// DELETE of a collection (with selectors).
@@ -344,7 +384,10 @@ pub fn delete_collection(cluster: &Cluster, req: &Request) -> ApiResult<Response
         .store
         .list(&req.rt.key(), req.path.namespace.as_deref());
     let mut deleted = Vec::new();
-    for obj in items.iter().filter(|o| filter.matches(o)) {
+    for obj in items
+        .iter()
+        .filter(|o| filter.matches(&present(req, (*o).clone())))
+    {
         if req.dry_run() {
             deleted.push(present(req, obj.clone()));
             continue;

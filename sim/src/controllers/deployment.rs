@@ -1,31 +1,52 @@
-//! The Deployment controller, simulated: pods are counted, not stored. A template change
-//! starts a rolling update bounded by maxSurge/maxUnavailable (or a Recreate), pods become
-//! ready after a (simulated) delay unless their image is faulted, and status reports
-//! replicas, updated/ready/available counts, observedGeneration, and the Available and
-//! Progressing conditions, including ProgressDeadlineExceeded.
+//! The Deployment controller, simulated. A template change starts a rolling update bounded
+//! by maxSurge/maxUnavailable (or a Recreate), pods become ready after a (simulated) delay
+//! unless their image is faulted, and status reports replicas, updated/ready/available
+//! counts, observedGeneration, and the Available and Progressing conditions, including
+//! ProgressDeadlineExceeded. The pods live in this controller's memory; `replicas` mirrors
+//! them into ReplicaSet and Pod objects for clients to look at.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::conditions::condition;
 use crate::cluster::Cluster;
-use crate::faults::images;
+use crate::faults::{ImageEffect, images};
 use crate::meta;
 use crate::registry;
 use crate::store::Target;
 
-struct SimPod {
-    template_hash: String,
+/// One simulated pod of a Deployment.
+pub(super) struct SimPod {
+    /// Pod name (`<deployment>-<hash>-<suffix>`).
+    pub name: String,
+    /// The pod-template-hash of its template.
+    pub template_hash: String,
     images: Vec<String>,
     created: Instant,
+    /// Wall-clock creation time.
+    pub started_at: String,
+    /// Whether its Pod object was created (a missing one then means someone deleted it).
+    pub materialized: bool,
+    /// Ready as of the last pass.
+    pub ready: bool,
+    /// Whether one of its images is faulted to crash.
+    pub crashing: bool,
+    /// Wall-clock time it became ready.
+    pub ready_at: Option<String>,
 }
 
+/// The controller's memory of one Deployment.
 #[derive(Default)]
-struct Rollout {
-    pods: Vec<SimPod>,
+pub(super) struct Rollout {
+    /// Its pods, old and new.
+    pub pods: Vec<SimPod>,
     template_hash: String,
+    /// Every template seen, by hash (ReplicaSets are made from them).
+    pub templates: BTreeMap<String, Value>,
+    /// Revision number of each template hash.
+    pub revisions: BTreeMap<String, u64>,
     last_progress: Option<Instant>,
     last_counts: (usize, usize, usize),
 }
@@ -54,9 +75,26 @@ fn resolve(value: Option<&Value>, replicas: usize, round_up: bool, default: &str
     }
 }
 
+/// The value without `null` fields: clients that serialize typed objects send
+/// `creationTimestamp: null` and the like, which must not make a template look different.
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
 /// A short stable hash of the pod template (like `pod-template-hash`).
 fn template_hash(template: Option<&Value>) -> String {
-    let text = template.map(Value::to_string).unwrap_or_default();
+    let text = template
+        .map(|t| without_nulls(t).to_string())
+        .unwrap_or_default();
     let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
@@ -70,21 +108,34 @@ impl DeploymentController {
         let (deployments, _) = cluster.store.list(&rt.key(), None);
         self.rollouts
             .retain(|uid, _| deployments.iter().any(|d| meta::uid(d) == uid));
+        let (pods, _) = cluster.store.list(&registry::builtin("Pod").key(), None);
+        let live: HashSet<(String, String)> = pods
+            .iter()
+            .map(|p| (meta::namespace(p).to_string(), meta::name(p).to_string()))
+            .collect();
         for d in deployments {
             if d.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
             }
-            let status = self.reconcile(cluster, &d);
+            let status = self.reconcile(cluster, &d, &live);
             if Some(&status) != d.get("status") {
                 let mut updated = d.clone();
                 updated["status"] = status;
                 // A conflict means someone wrote meanwhile; the next pass catches up.
                 let _ = cluster.store.update(&rt, updated, Target::Status);
             }
+            if let Some(rollout) = self.rollouts.get_mut(meta::uid(&d)) {
+                super::replicas::sync(cluster, &d, rollout);
+            }
         }
     }
 
-    fn reconcile(&mut self, cluster: &Cluster, d: &Value) -> Value {
+    fn reconcile(
+        &mut self,
+        cluster: &Cluster,
+        d: &Value,
+        live: &HashSet<(String, String)>,
+    ) -> Value {
         let spec = &d["spec"];
         let replicas = spec["replicas"].as_u64().unwrap_or(1) as usize;
         let template = spec.get("template");
@@ -98,7 +149,21 @@ impl DeploymentController {
         if rollout.template_hash != hash {
             rollout.template_hash = hash.clone();
             progressed = true;
+            // A template that becomes current gets the next revision, also when it is an
+            // old one coming back (a rollback), as the real controller numbers them.
+            let newest = rollout.revisions.values().copied().max().unwrap_or(0);
+            if rollout.revisions.get(&hash) != Some(&newest) || newest == 0 {
+                rollout.revisions.insert(hash.clone(), newest + 1);
+            }
+            if let Some(t) = template {
+                rollout.templates.insert(hash.clone(), t.clone());
+            }
         }
+        // A pod whose object someone deleted is gone; the rollout below replaces it.
+        let namespace = meta::namespace(d).to_string();
+        rollout
+            .pods
+            .retain(|p| !p.materialized || live.contains(&(namespace.clone(), p.name.clone())));
         let is_ready = |p: &SimPod| {
             p.images
                 .iter()
@@ -123,10 +188,17 @@ impl DeploymentController {
             if surge == 0 && unavailable == 0 {
                 unavailable = 1;
             }
+            let deployment_name = meta::name(d);
             let new_pod = || SimPod {
+                name: format!("{deployment_name}-{hash}-{}", crate::rand::name_suffix()),
                 template_hash: hash.clone(),
                 images: wanted_images.clone(),
                 created: now,
+                started_at: meta::now(),
+                materialized: false,
+                ready: false,
+                crashing: false,
+                ready_at: None,
             };
             let old_count = rollout
                 .pods
@@ -185,6 +257,13 @@ impl DeploymentController {
             }
         }
 
+        for p in rollout.pods.iter_mut() {
+            p.ready = is_ready(p);
+            p.crashing = p
+                .images
+                .iter()
+                .any(|i| cluster.faults.image_effect(i) == Some(ImageEffect::Crash));
+        }
         let total = rollout.pods.len();
         let updated = rollout
             .pods

@@ -2,7 +2,8 @@
 //! pods), running for a scripted (simulated) duration and ending as scripted, with
 //! `backoffLimit` (exponential retry delay), `activeDeadlineSeconds`, `parallelism`,
 //! `completions`, the Complete/Failed conditions, and the container's termination message
-//! carried in the Pod status where clients read it.
+//! carried in the Pod status where clients read it. Finished Jobs with
+//! `ttlSecondsAfterFinished` are deleted when it passes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::cluster::Cluster;
 use crate::faults::{JobResult, PodOutcome};
 use crate::meta;
 use crate::registry::{self, ResourceType};
-use crate::store::Target;
+use crate::store::{DeleteOptions, Target};
 
 /// First retry delay after a failed pod; doubles per failure up to `MAX_BACKOFF` (simulated).
 const BASE_BACKOFF: Duration = Duration::from_secs(10);
@@ -40,14 +41,31 @@ pub struct JobController {
     runs: HashMap<String, Run>,
 }
 
-fn finished(job: &Value) -> bool {
+/// The Complete or Failed condition, once the Job has one.
+fn finish_condition(job: &Value) -> Option<&Value> {
     job.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
-            })
-        })
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
+}
+
+/// Whether a finished Job's `ttlSecondsAfterFinished` (simulated) has passed.
+fn expired(cluster: &Cluster, job: &Value) -> bool {
+    let Some(ttl) = job
+        .pointer("/spec/ttlSecondsAfterFinished")
+        .and_then(Value::as_u64)
+    else {
+        return false;
+    };
+    let finished_at = finish_condition(job)
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    finished_at.is_some_and(|t| {
+        let real = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or_default();
+        cluster.clock.simulated(real) >= Duration::from_secs(ttl)
+    })
 }
 
 impl JobController {
@@ -59,8 +77,18 @@ impl JobController {
         self.runs
             .retain(|uid, _| jobs.iter().any(|j| meta::uid(j) == uid));
         for job in jobs {
+            if finish_condition(&job).is_some() && expired(cluster, &job) {
+                // The TTL controller's job: finished Jobs go, with their pods.
+                let _ = cluster.store.delete(
+                    &jobs_rt,
+                    meta::namespace(&job),
+                    meta::name(&job),
+                    &DeleteOptions::default(),
+                );
+                continue;
+            }
             if job.pointer("/metadata/deletionTimestamp").is_some()
-                || finished(&job)
+                || finish_condition(&job).is_some()
                 || job.pointer("/spec/suspend") == Some(&json!(true))
             {
                 continue;
@@ -82,7 +110,11 @@ impl JobController {
             started: now,
             attempts: Vec::new(),
         });
-        let mut status = job.get("status").cloned().unwrap_or_else(|| json!({}));
+        let mut status = job
+            .get("status")
+            .filter(|s| s.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         if status.get("startTime").is_none() {
             status["startTime"] = json!(meta::now());
         }
@@ -181,47 +213,19 @@ impl JobController {
                     }
                     failed_count += running.len();
                     active_count = 0;
-                    let target = condition(
-                        conditions.as_ref(),
-                        "FailureTarget",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    let failed_c = condition(
-                        conditions.as_ref(),
-                        "Failed",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    status["conditions"] = json!([target, failed_c]);
                 } else {
                     status["completionTime"] = json!(meta::now());
-                    let ok = condition(
-                        conditions.as_ref(),
-                        "SuccessCriteriaMet",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    let complete = condition(
-                        conditions.as_ref(),
-                        "Complete",
-                        "True",
-                        reason,
-                        message,
-                        false,
-                        false,
-                    );
-                    status["conditions"] = json!([ok, complete]);
                 }
+                let c = condition(
+                    conditions.as_ref(),
+                    type_,
+                    "True",
+                    reason,
+                    message,
+                    false,
+                    false,
+                );
+                status["conditions"] = json!([c]);
             }
             None => {
                 let last_failure = run
@@ -307,7 +311,7 @@ fn create_pod(cluster: &Cluster, pods_rt: &ResourceType, job: &Value) -> Option<
         .pointer("/spec/template/spec")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    spec["nodeName"] = json!("sim-node");
+    meta::set(&mut spec, &["nodeName"], json!("sim-node"));
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -368,13 +372,21 @@ fn finish_pod(
                    "restartCount": 0, "state": {"terminated": terminated}})
         })
         .collect();
-    obj["status"]["phase"] = json!(if exit_code == 0 {
-        "Succeeded"
-    } else {
-        "Failed"
-    });
-    obj["status"]["containerStatuses"] = json!(statuses);
-    obj["status"]["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}]);
+    meta::set(
+        &mut obj,
+        &["status", "phase"],
+        json!(if exit_code == 0 {
+            "Succeeded"
+        } else {
+            "Failed"
+        }),
+    );
+    meta::set(&mut obj, &["status", "containerStatuses"], json!(statuses));
+    meta::set(
+        &mut obj,
+        &["status", "conditions"],
+        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}]),
+    );
     // The pod may be gone already (deleted with its Job); nothing to record then.
     let _ = cluster.store.update(pods_rt, obj, Target::Status);
 }

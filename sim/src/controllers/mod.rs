@@ -6,6 +6,7 @@ mod conditions;
 pub mod deployment;
 pub mod gc;
 pub mod job;
+mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,11 @@ fn spawn(cluster: Arc<Cluster>, mut pass: impl FnMut(&Cluster) + Send + 'static)
         let mut changes = cluster.store.subscribe();
         let mut shutdown = cluster.shutdown.clone();
         loop {
-            pass(&cluster);
+            // A bug in one pass must not stop the controller for good: log it and go on.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pass(&cluster)));
+            if outcome.is_err() {
+                tracing::error!("a simulated controller pass panicked; continuing");
+            }
             tokio::select! {
                 // Lagging only means several changes piled up; one pass covers them all.
                 _ = changes.recv() => {}

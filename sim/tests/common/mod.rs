@@ -54,6 +54,7 @@ pub fn widget_crd() -> Value {
                     "spec": {"type": "object", "properties": {
                         "size": {"type": "integer"}, "color": {"type": "string"}}},
                     "status": {"type": "object", "properties": {
+                        "observedGeneration": {"type": "integer"},
                         "conditions": {"type": "array",
                             "x-kubernetes-list-type": "map",
                             "x-kubernetes-list-map-keys": ["type"],

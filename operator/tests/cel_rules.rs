@@ -1,0 +1,174 @@
+//! The CRD's CEL rules, evaluated the way an API server does, agree with the operator's own
+//! validation: what the server would reject, the operator reports too, and the example passes.
+
+use apprelease_operator::api::{AppRelease, DatabaseRollback, validate::validate};
+use kube::core::cel::validate_cel;
+use serde_json::Value;
+
+fn example() -> AppRelease {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/examples/meet.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let doc = docs
+        .into_iter()
+        .find(|d| d["kind"] == "AppRelease")
+        .unwrap();
+    serde_json::from_value(doc).unwrap()
+}
+
+#[test]
+fn the_example_passes_the_cel_rules() {
+    validate_cel(&example()).expect("the example is valid");
+}
+
+#[test]
+fn cel_rules_reject_what_the_operator_rejects() {
+    type Break = fn(&mut AppRelease);
+    let cases: Vec<(&str, Break)> = vec![
+        ("version with +", |r| r.spec.version = "1.0+build".into()),
+        ("version starting with .", |r| r.spec.version = ".1".into()),
+        ("empty version", |r| r.spec.version = String::new()),
+        ("no targets", |r| r.spec.targets.clear()),
+        ("duplicate target", |r| {
+            let t = r.spec.targets[0].clone();
+            r.spec.targets.push(t)
+        }),
+        ("bad deployment name", |r| {
+            r.spec.targets[0].deployment = "Back_End".into()
+        }),
+        ("image with tag", |r| {
+            r.spec.targets[0].image = Some("ghcr.io/x/y:1".into())
+        }),
+        ("image with digest", |r| {
+            r.spec.targets[0].image = Some("y@sha256:00".into())
+        }),
+        ("keepLast 0", |r| {
+            r.spec.backup.as_mut().unwrap().keep_last = 0
+        }),
+        ("malformed timeout", |r| {
+            r.spec.rollout.timeout = "soon".into()
+        }),
+        ("zero timeout", |r| {
+            r.spec.migration.as_mut().unwrap().timeout = "0s".into()
+        }),
+        ("fractional timeout", |r| {
+            r.spec.verify.as_mut().unwrap().timeout = "1.5h".into()
+        }),
+        ("downgrade without template", |r| {
+            r.spec.rollback.database = DatabaseRollback::Downgrade
+        }),
+        ("restore without template", |r| {
+            r.spec.rollback.database = DatabaseRollback::Restore
+        }),
+    ];
+    for (name, break_it) in cases {
+        let mut release = example();
+        break_it(&mut release);
+        assert!(
+            validate_cel(&release).is_err(),
+            "{name}: the CRD accepts it"
+        );
+        assert!(
+            !validate(&release.spec).is_empty(),
+            "{name}: the operator accepts it"
+        );
+    }
+}
+
+fn with_preset(release: &mut AppRelease, preset: serde_json::Value) {
+    let backup = release.spec.backup.as_mut().unwrap();
+    backup.template = None;
+    backup.preset = Some(serde_json::from_value(preset).unwrap());
+}
+
+fn postgres_preset() -> Value {
+    serde_json::json!({"postgres": {"connectionSecret": "meet-db", "storage": {"pvc": "meet-backups"}}})
+}
+
+#[test]
+fn cel_rules_and_the_operator_agree_on_backup_presets() {
+    type Change = fn(&mut AppRelease);
+    let valid: Vec<(&str, Change)> = vec![
+        ("postgres preset", |r| with_preset(r, postgres_preset())),
+        ("preset with maxAge in days", |r| {
+            with_preset(r, postgres_preset());
+            r.spec.backup.as_mut().unwrap().max_age = Some("30d".into());
+        }),
+        ("maxAge in hours", |r| {
+            r.spec.backup.as_mut().unwrap().max_age = Some("720h".into())
+        }),
+        ("restore from a preset without a restore template", |r| {
+            with_preset(r, postgres_preset());
+            r.spec.rollback.database = DatabaseRollback::Restore;
+            r.spec.rollback.restore = None;
+        }),
+        ("volume preset", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"volume": {"claim": "meet-uploads", "storage": {"pvc": "meet-backups"}, "image": "busybox:1.36"}}),
+            )
+        }),
+    ];
+    for (name, change) in valid {
+        let mut release = example();
+        change(&mut release);
+        validate_cel(&release).unwrap_or_else(|e| panic!("{name}: the CRD rejects it: {e:?}"));
+        assert_eq!(validate(&release.spec), vec![], "{name}");
+    }
+    let invalid: Vec<(&str, Change)> = vec![
+        ("template and preset", |r| {
+            let template = r.spec.backup.as_ref().unwrap().template.clone();
+            with_preset(r, postgres_preset());
+            r.spec.backup.as_mut().unwrap().template = template;
+        }),
+        ("neither template nor preset", |r| {
+            r.spec.backup.as_mut().unwrap().template = None
+        }),
+        ("volume preset archiving its storage claim", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"volume": {"claim": "meet-backups", "storage": {"pvc": "meet-backups"}}}),
+            )
+        }),
+        ("bad secret name", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"mysql": {"connectionSecret": "Meet_DB", "storage": {"pvc": "meet-backups"}}}),
+            )
+        }),
+        ("bad storage claim", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"redis": {"connectionSecret": "meet-db", "storage": {"pvc": "/etc"}}}),
+            )
+        }),
+        ("maxAge in weeks", |r| {
+            r.spec.backup.as_mut().unwrap().max_age = Some("4w".into())
+        }),
+        ("zero maxAge", |r| {
+            r.spec.backup.as_mut().unwrap().max_age = Some("0d0h".into())
+        }),
+        (
+            "restore from a template backup without a restore template",
+            |r| {
+                r.spec.rollback.database = DatabaseRollback::Restore;
+                r.spec.rollback.restore = None;
+            },
+        ),
+    ];
+    for (name, change) in invalid {
+        let mut release = example();
+        change(&mut release);
+        assert!(
+            validate_cel(&release).is_err(),
+            "{name}: the CRD accepts it"
+        );
+        assert!(
+            !validate(&release.spec).is_empty(),
+            "{name}: the operator accepts it"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! The shipped manifests: the example is a valid AppRelease, and the kustomize base renders
+//! with the generated CRD and the permissions the operator uses.
+
+use std::process::Command;
+
+use apprelease_operator::api::{AppRelease, validate::validate};
+use serde_json::Value;
+
+fn repo(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml).expect("valid YAML")
+}
+
+#[test]
+fn example_app_release_is_valid() {
+    let text = std::fs::read_to_string(repo("manifests/examples/meet.yaml")).unwrap();
+    let docs = documents(&text);
+    let release = docs
+        .iter()
+        .find(|d| d["kind"] == "AppRelease")
+        .expect("an AppRelease");
+    let release: AppRelease =
+        serde_json::from_value(release.clone()).expect("parses as AppRelease");
+    assert_eq!(
+        validate(&release.spec),
+        vec![],
+        "the example passes validation"
+    );
+    let deployments: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    for target in &release.spec.targets {
+        assert!(
+            deployments.contains(&target.deployment.as_str()),
+            "{} is in the example",
+            target.deployment
+        );
+    }
+    assert!(
+        release.spec.backup.is_some()
+            && release.spec.migration.is_some()
+            && release.spec.verify.is_some()
+    );
+}
+
+#[test]
+fn kustomize_base_renders_the_operator() {
+    let output = Command::new("kubectl")
+        .args(["kustomize", &repo("manifests")])
+        .output()
+        .expect("kubectl is installed");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let docs = documents(&String::from_utf8(output.stdout).unwrap());
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let crd = docs
+        .iter()
+        .find(|d| d["kind"] == "CustomResourceDefinition")
+        .unwrap();
+    assert_eq!(crd["metadata"]["name"], "appreleases.apprelease.io");
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let allows = |resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|rule| {
+            rule["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == resource)
+                && rule["verbs"].as_array().unwrap().iter().any(|v| v == verb)
+        })
+    };
+    for (resource, verb) in [
+        ("appreleases", "watch"),
+        ("appreleases/status", "patch"),
+        ("deployments", "patch"),
+        ("deployments/scale", "patch"),
+        ("jobs", "create"),
+        ("pods", "list"),
+        ("events", "create"),
+    ] {
+        assert!(
+            allows(resource, verb),
+            "the ClusterRole must allow {verb} on {resource}"
+        );
+    }
+    assert!(
+        !allows("appreleases", "update") && !allows("appreleases", "patch"),
+        "the operator never writes spec"
+    );
+    assert!(
+        !allows("persistentvolumeclaims", "delete"),
+        "volumes are never deleted"
+    );
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs the system tools the tests drive for real
+# (kubectl, database servers) when they are missing and this runs as root with apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+# kubectl: use the machine's own if there is one; Debian's package would clash with it.
+command -v kubectl >/dev/null || need+=(kubernetes-client)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing: ${need[*]} — install them (Debian/Ubuntu: sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+
+cargo test --workspace --locked "$@"

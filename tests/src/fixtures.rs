@@ -1,0 +1,225 @@
+//! The example application of the scenarios: a backend and a frontend Deployment, and an
+//! AppRelease with backup, migration and verification Jobs. Everything is runnable on a
+//! real cluster too: the images are public busybox tags, a failing Job really exits 1, and
+//! the "bad" version is a tag that does not exist (so it never becomes ready).
+
+use std::time::Duration;
+
+use apprelease_operator::api::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::Cluster;
+
+/// The release every scenario upgrades (unless it makes more).
+pub const RELEASE: &str = "shop";
+/// The version the application starts on.
+pub const V1: &str = "1.36.0";
+/// A good upgrade.
+pub const V2: &str = "1.36.1";
+/// A version that never becomes ready (a tag that does not exist).
+pub const BAD_VERSION: &str = "0.0.0-never-ready";
+/// A later good version.
+pub const V4: &str = "1.37.0";
+/// Image repository of both targets.
+pub const REPOSITORY: &str = "busybox";
+
+/// How a scripted Job ends.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Exit 0, with an optional termination message.
+    Succeed {
+        /// The message (a backup's report).
+        report: Option<String>,
+    },
+    /// Exit 1 with this message.
+    Fail {
+        /// What the Job says.
+        message: String,
+    },
+    /// Run this long, then succeed.
+    RunFor(Duration),
+}
+
+/// The backup report a successful backup writes.
+pub fn backup_report() -> String {
+    json!({"location": "pvc://shop-backups/e2e/shop/backup.dump", "sizeBytes": 4096, "sha256": "5d41402abc4b2a76b9719d911017c592"}).to_string()
+}
+
+/// Creates the backend (2 replicas) and frontend (1 replica) Deployments on `V1`.
+pub async fn deploy_app(cluster: &Cluster) -> anyhow::Result<()> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for (name, replicas) in [("backend", 2), ("frontend", 1)] {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {
+                "replicas": replicas,
+                // Short, so that a version that never becomes ready fails fast.
+                "progressDeadlineSeconds": 10,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [
+                        {"name": name, "image": format!("{REPOSITORY}:{V1}"), "command": ["sleep", "3600"]},
+                        {"name": "metrics", "image": "busybox:1.36", "command": ["sleep", "3600"]}
+                    ]}
+                }
+            }
+        }))?;
+        api.create(&PostParams::default(), &deployment).await?;
+    }
+    Ok(())
+}
+
+/// A Job template whose container ends as `outcome` does (for real clusters; the simulated
+/// one is scripted to the same outcome). Without an image the container runs the new
+/// version's image of the first target, as migrations do.
+pub fn job_template(outcome: &Outcome, image: Option<&str>) -> PodTemplateSpec {
+    let script = match outcome {
+        Outcome::Succeed {
+            report: Some(report),
+        } => format!("printf '%s' '{report}' > /dev/termination-log"),
+        Outcome::Succeed { report: None } => "true".to_string(),
+        Outcome::Fail { message } => format!("echo '{message}' >&2; exit 1"),
+        Outcome::RunFor(duration) => format!("sleep {}", duration.as_secs()),
+    };
+    serde_json::from_value(json!({
+        "spec": {"containers": [{"name": "job", "image": image, "command": ["sh", "-c", script]}]}
+    }))
+    .expect("a valid pod template")
+}
+
+/// Scripted outcomes of the release's Jobs.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    /// Backup.
+    pub backup: Outcome,
+    /// Migration.
+    pub migration: Outcome,
+    /// Verification.
+    pub verify: Outcome,
+    /// Down-migration.
+    pub downgrade: Outcome,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self {
+            backup: Outcome::Succeed {
+                report: Some(backup_report()),
+            },
+            migration: Outcome::Succeed { report: None },
+            verify: Outcome::Succeed { report: None },
+            downgrade: Outcome::Succeed { report: None },
+        }
+    }
+}
+
+/// The AppRelease of the example app at `version`, with every step configured.
+pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> AppRelease {
+    for (kind, outcome) in [
+        ("backup", &jobs.backup),
+        ("migrate", &jobs.migration),
+        ("verify", &jobs.verify),
+        ("downgrade", &jobs.downgrade),
+    ] {
+        cluster.script_jobs(name, kind, outcome);
+    }
+    let spec = AppReleaseSpec {
+        version: version.into(),
+        targets: vec![
+            Target {
+                deployment: "backend".into(),
+                containers: Some(vec!["backend".into()]),
+                image: None,
+            },
+            Target {
+                deployment: "frontend".into(),
+                containers: Some(vec!["frontend".into()]),
+                image: None,
+            },
+        ],
+        backup: Some(BackupSpec {
+            template: Some(job_template(&jobs.backup, Some("busybox:1.36"))),
+            preset: None,
+            keep_last: 3,
+            max_age: None,
+            timeout: "5m".into(),
+        }),
+        migration: Some(MigrationSpec {
+            template: job_template(&jobs.migration, None),
+            when: MigrationPhase::BeforeRollout,
+            timeout: "5m".into(),
+        }),
+        rollout: RolloutSpec {
+            timeout: "60s".into(),
+        },
+        verify: Some(VerifySpec {
+            template: job_template(&jobs.verify, None),
+            timeout: "5m".into(),
+        }),
+        rollback: RollbackSpec::default(),
+        suspend: false,
+    };
+    let mut release = AppRelease::new(name, spec);
+    release.metadata = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(cluster.namespace.clone()),
+        ..Default::default()
+    };
+    release
+}
+
+/// A down-migration Job for `database: Downgrade`.
+pub fn downgrade(jobs: &Jobs) -> JobTemplate {
+    JobTemplate {
+        template: job_template(&jobs.downgrade, None),
+        timeout: "5m".into(),
+    }
+}
+
+/// Creates or updates the AppRelease as a user would (`kubectl apply --server-side`).
+pub async fn apply(cluster: &Cluster, release: &AppRelease) -> anyhow::Result<()> {
+    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let body = json!({
+        "apiVersion": "apprelease.io/v1alpha1",
+        "kind": "AppRelease",
+        "metadata": {"name": release.metadata.name, "annotations": release.metadata.annotations},
+        "spec": release.spec,
+    });
+    let name = release.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e-user").force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Changes `spec.version`, as `kubectl patch` would.
+pub async fn set_version(cluster: &Cluster, name: &str, version: &str) -> anyhow::Result<()> {
+    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"version": version}})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets the retry annotation.
+pub async fn retry(cluster: &Cluster, name: &str, value: &str) -> anyhow::Result<()> {
+    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(RETRY_ANNOTATION.into(), value.into());
+    let patch = json!({"metadata": {"annotations": annotations}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(())
+}

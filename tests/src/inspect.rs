@@ -1,0 +1,129 @@
+//! What a user would look at: the AppRelease status, its Events, the Deployments' images,
+//! the Jobs — and, on the simulated cluster, the request log.
+
+use apprelease_operator::api::conditions::{self, Condition, ConditionStatus};
+use apprelease_operator::api::{AppRelease, AppReleaseStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+
+use crate::Cluster;
+
+/// The AppRelease as stored.
+pub async fn release(cluster: &Cluster, name: &str) -> anyhow::Result<AppRelease> {
+    Ok(
+        Api::<AppRelease>::namespaced(cluster.client.clone(), &cluster.namespace)
+            .get(name)
+            .await?,
+    )
+}
+
+/// Its status (empty before the operator wrote one).
+pub async fn status(cluster: &Cluster, name: &str) -> AppReleaseStatus {
+    release(cluster, name)
+        .await
+        .ok()
+        .and_then(|r| r.status)
+        .unwrap_or_default()
+}
+
+/// A condition of the status.
+pub fn condition(status: &AppReleaseStatus, type_: &str) -> Option<Condition> {
+    conditions::get(&status.conditions, type_).cloned()
+}
+
+/// `(status, reason)` of Ready, if set.
+pub fn ready(status: &AppReleaseStatus) -> Option<(ConditionStatus, String)> {
+    condition(status, conditions::READY).map(|c| (c.status, c.reason))
+}
+
+/// Whether the condition is True.
+pub fn is_true(status: &AppReleaseStatus, type_: &str) -> bool {
+    condition(status, type_).is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+/// The image of one container of a Deployment.
+pub async fn image(cluster: &Cluster, deployment: &str, container: &str) -> anyhow::Result<String> {
+    let d = Api::<Deployment>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .get(deployment)
+        .await?;
+    let pod = d.spec.and_then(|s| s.template.spec).unwrap_or_default();
+    let c = pod.containers.into_iter().find(|c| c.name == container);
+    Ok(c.and_then(|c| c.image).unwrap_or_default())
+}
+
+/// The tag every target container runs, or None when they differ.
+pub async fn running_version(cluster: &Cluster) -> anyhow::Result<Option<String>> {
+    let backend = image(cluster, "backend", "backend").await?;
+    let frontend = image(cluster, "frontend", "frontend").await?;
+    let tag = |i: &str| i.rsplit_once(':').map(|(_, t)| t.to_string());
+    Ok(if tag(&backend) == tag(&frontend) {
+        tag(&backend)
+    } else {
+        None
+    })
+}
+
+/// `(reason, note)` of the Events about the AppRelease, oldest first.
+pub async fn events(cluster: &Cluster, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let list = Api::<Event>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .list(&ListParams::default())
+        .await?;
+    let mut events: Vec<_> = list
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    Ok(events
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect())
+}
+
+/// Names of the Jobs in the namespace.
+pub async fn jobs(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let list = Api::<Job>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .list(&ListParams::default())
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect())
+}
+
+/// Requests that changed Deployments or Jobs, by anyone, in the namespace (simulated
+/// cluster only): `(verb, resource, name)`.
+pub fn workload_writes(
+    cluster: &Cluster,
+    user_agent_contains: &str,
+) -> Vec<(String, String, String)> {
+    let Some(sim) = cluster.sim() else {
+        return Vec::new();
+    };
+    sim.requests()
+        .recent()
+        .into_iter()
+        .filter(|r| r.namespace == cluster.namespace && r.user_agent.contains(user_agent_contains))
+        .filter(|r| ["create", "update", "patch", "delete"].contains(&r.verb.as_str()))
+        .filter(|r| r.resource.starts_with("deployments") || r.resource.starts_with("jobs"))
+        .map(|r| (r.verb, r.resource, r.name))
+        .collect()
+}
+
+/// How many create requests named this Job (simulated cluster only).
+pub fn job_creates(cluster: &Cluster, job: &str) -> usize {
+    let Some(sim) = cluster.sim() else { return 0 };
+    sim.requests()
+        .recent()
+        .iter()
+        .filter(|r| {
+            r.verb == "create"
+                && r.resource == "jobs"
+                && r.name == job
+                && r.namespace == cluster.namespace
+        })
+        .count()
+}

@@ -1,0 +1,82 @@
+//! One scenario's world: a cluster with the example application and a running operator.
+
+use std::time::{Duration, Instant};
+
+use apprelease_operator::api::conditions::{ConditionStatus, RECONCILING};
+use apprelease_operator::api::{AppRelease, AppReleaseStatus};
+
+use crate::fixtures::{self, Jobs, RELEASE, V1};
+use crate::{Cluster, Operator, inspect};
+
+/// How long any single wait may take before the scenario fails: a liveness bound.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A cluster, the app, and the operator.
+pub struct Scenario {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The operator process.
+    pub operator: Operator,
+}
+
+impl Scenario {
+    /// The app on `V1` and a running operator.
+    pub async fn start(name: &str) -> anyhow::Result<Self> {
+        let cluster = Cluster::start(name).await?;
+        fixtures::deploy_app(&cluster).await?;
+        let operator = Operator::start(&cluster)?;
+        Ok(Self { cluster, operator })
+    }
+
+    /// Applies the default release at `V1` with these Jobs and waits until it is Ready.
+    pub async fn adopt(&self, jobs: &Jobs) -> anyhow::Result<AppRelease> {
+        let release = fixtures::release(&self.cluster, RELEASE, V1, jobs);
+        fixtures::apply(&self.cluster, &release).await?;
+        self.wait_ready(RELEASE, V1).await?;
+        Ok(release)
+    }
+
+    /// Waits until `name` is Ready at `version` for its current generation.
+    pub async fn wait_ready(&self, name: &str, version: &str) -> anyhow::Result<AppReleaseStatus> {
+        self.wait_for(name, &format!("{name} is Ready at {version}"), |s| {
+            s.current_version.as_deref() == Some(version)
+                && inspect::ready(s).is_some_and(|(c, _)| c == ConditionStatus::True)
+        })
+        .await
+    }
+
+    /// Waits until no upgrade is in flight and Ready has this reason (for the current
+    /// generation).
+    pub async fn wait_settled(&self, name: &str, reason: &str) -> anyhow::Result<AppReleaseStatus> {
+        self.wait_for(name, &format!("{name} settles with reason {reason}"), |s| {
+            s.upgrade.is_none()
+                && !inspect::is_true(s, RECONCILING)
+                && inspect::ready(s).is_some_and(|(_, r)| r == reason)
+        })
+        .await
+    }
+
+    /// Waits until the status of `name`, written for its current generation, satisfies `check`.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&AppReleaseStatus) -> bool,
+    ) -> anyhow::Result<AppReleaseStatus> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut last = AppReleaseStatus::default();
+        while Instant::now() < deadline {
+            if let Ok(release) = inspect::release(&self.cluster, name).await {
+                last = release.status.clone().unwrap_or_default();
+                if last.observed_generation == release.metadata.generation && check(&last) {
+                    return Ok(last);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!(
+            "timed out waiting until {what}\nlast status: {last:#?}\noperator log:\n{}",
+            self.operator.log_tail(40)
+        )
+    }
+}
