@@ -216,8 +216,9 @@ pub struct RollbackSpec {
     pub downgrade: Option<JobTemplate>,
 
     /// The restore Job for `database: Restore`, run from this upgrade's backup while the
-    /// targets are scaled to zero. APPRELEASE_BACKUP_ID and APPRELEASE_BACKUP_LOCATION tell it
-    /// which backup to restore.
+    /// targets are scaled to zero. APPRELEASE_BACKUP_ID, APPRELEASE_BACKUP_LOCATION and
+    /// APPRELEASE_BACKUP_SHA256 tell it which backup to restore. Not needed when the backup is
+    /// a preset: the preset restores its own backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<JobTemplate>,
 }
