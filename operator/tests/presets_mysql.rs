@@ -171,7 +171,9 @@ impl Mariadb {
                  UNHEX(CONCAT(MD5(seq), MD5(seq * 3))), DATE_ADD('1970-01-01', INTERVAL seq DAY), \
                  IF(seq % 10 = 0, NULL, CONCAT('line\\nbreak\\ttab ', seq)) \
                FROM seq_1_to_{rows};
-             INSERT INTO orders (customer, total) SELECT 1 + (seq % {rows}), seq / 3 FROM seq_1_to_{rows};"
+             INSERT INTO orders (customer, total) SELECT 1 + (seq % {rows}), seq / 3 FROM seq_1_to_{rows};
+             CREATE FUNCTION tier_of(balance DECIMAL(12,2)) RETURNS VARCHAR(10) DETERMINISTIC \
+               RETURN IF(balance > 500, 'paid', 'free');"
         ));
     }
 }
@@ -224,6 +226,8 @@ fn mysql_backup_damage_restore_round_trip_loses_nothing() {
          UPDATE customers SET name = 'damaged', balance = 0 WHERE id % 7 = 0;
          ALTER TABLE customers ADD COLUMN migrated BOOLEAN DEFAULT TRUE;
          CREATE TABLE added_by_migration (id INT); INSERT INTO added_by_migration VALUES (1);
+         CREATE PROCEDURE added_proc() SELECT 1;
+         DROP FUNCTION tier_of;
          DROP VIEW rich;",
     );
     assert_ne!(db.rows("customers", CUSTOMER_COLUMNS), before_customers);
@@ -275,6 +279,12 @@ fn mysql_backup_damage_restore_round_trip_loses_nothing() {
         db.sql("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND column_name = 'migrated'").trim(),
         "0"
     );
+    assert_eq!(
+        db.sql("SELECT GROUP_CONCAT(routine_name) FROM information_schema.routines WHERE routine_schema = DATABASE()").trim(),
+        "tier_of",
+        "routines as in the backup"
+    );
+    assert_eq!(db.sql("SELECT tier_of(1000)").trim(), "paid");
     assert_eq!(
         db.sql("SELECT COUNT(*) FROM rich").trim(),
         db.sql("SELECT COUNT(*) FROM customers WHERE balance > 500")

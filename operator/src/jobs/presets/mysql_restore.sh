@@ -14,10 +14,11 @@ make_big
 gzip -dc "$FILE" >"$BIG/restore.sql" 2>"$WORK/err" || fail "cannot decompress $FILE: $(cat "$WORK/err")"
 tail -n 1 "$BIG/restore.sql" >"$WORK/last" || fail "cannot read the dump"
 grep -q '^-- Dump completed' "$WORK/last" || fail "the dump in $FILE is incomplete"
-# Everything checked: from here on the database changes. Tables and views created after the
-# backup (by the failed upgrade) are dropped as well, so the database is exactly the backup's.
+# Everything checked: from here on the database changes. Tables, views and routines created
+# after the backup (by the failed upgrade) are dropped as well, so the database is exactly the
+# backup's.
 sql --batch --skip-column-names --raw \
-    --execute="SELECT table_type, table_name FROM information_schema.tables WHERE table_schema = DATABASE()" \
+    --execute="SELECT table_type, table_name FROM information_schema.tables WHERE table_schema = DATABASE() UNION ALL SELECT routine_type, routine_name FROM information_schema.routines WHERE routine_schema = DATABASE()" \
     "$MYSQL_DATABASE" >"$WORK/tables" 2>"$WORK/err" ||
     fail "cannot list the tables of $MYSQL_DATABASE on $MYSQL_HOST: $(cat "$WORK/err")"
 awk -F '\t' '
@@ -28,6 +29,7 @@ awk -F '\t' '
         if ($1 == "VIEW") print "DROP VIEW IF EXISTS `" name "`;"
         else if ($1 == "SEQUENCE") print "DROP SEQUENCE IF EXISTS `" name "`;"
         else if ($1 == "BASE TABLE" || $1 == "SYSTEM VERSIONED") print "DROP TABLE IF EXISTS `" name "`;"
+        else if ($1 == "PROCEDURE" || $1 == "FUNCTION") print "DROP " $1 " IF EXISTS `" name "`;"
         else { print "unexpected table type " $1 " of " $2 > "/dev/stderr"; bad = 1 }
     }
     END { print "SET FOREIGN_KEY_CHECKS=1;"; exit bad }

@@ -10,8 +10,10 @@ pg_restore --list "$FILE" >"$WORK/toc" 2>"$WORK/err" ||
 make_big
 pg_restore --clean --if-exists --file="$BIG/restore.sql" "$FILE" 2>"$WORK/err" ||
     fail "pg_restore could not read $FILE: $(cat "$WORK/err")"
-# Tables, views and sequences created after the backup (by the failed upgrade's migration)
-# are dropped too, so the database is exactly the backup's; objects of extensions are kept.
+# Everything the connecting role owns outside the system schemas (and not part of an
+# extension) is dropped first — tables, views, sequences, routines, types and domains — so the
+# database ends up exactly as the dump, without what the failed upgrade's migration added.
+# Schemas are kept; the dump re-creates its own. It runs in the same transaction as the load.
 cat >"$WORK/clear.sql" <<'SQL'
 DO $apprelease$
 DECLARE r record;
@@ -19,7 +21,7 @@ BEGIN
   FOR r IN
     SELECT c.relkind, n.nspname, c.relname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg\_%'
       AND pg_has_role(c.relowner, 'USAGE')
@@ -28,8 +30,33 @@ BEGIN
   LOOP
     EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE',
       CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-        WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+        WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' WHEN 'c' THEN 'TYPE'
+        ELSE 'TABLE' END,
       r.nspname, r.relname);
+  END LOOP;
+  FOR r IN
+    SELECT p.oid::regprocedure AS routine
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_has_role(p.proowner, 'USAGE')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
+  LOOP
+    EXECUTE format('DROP ROUTINE IF EXISTS %s CASCADE', r.routine);
+  END LOOP;
+  FOR r IN
+    SELECT t.typtype, n.nspname, t.typname
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype IN ('e', 'd', 'r')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_has_role(t.typowner, 'USAGE')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                      AND d.objid = t.oid AND d.deptype IN ('e', 'i'))
+  LOOP
+    EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE',
+      CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.nspname, r.typname);
   END LOOP;
 END
 $apprelease$;
