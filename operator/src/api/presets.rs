@@ -27,8 +27,8 @@ pub enum BackupPreset {
     /// Redis: an RDB snapshot fetched with `redis-cli --rdb` (every logical database).
     /// Restored by loading it into a private redis-server inside the Job and copying every key
     /// into the emptied server with MIGRATE (TTLs kept). The Secret holds REDIS_HOST,
-    /// REDIS_PORT (default 6379) and REDISCLI_AUTH (the password; optional). Default image
-    /// `redis:7-alpine`.
+    /// REDIS_PORT (default 6379), REDISCLI_AUTH (the password; optional) and REDIS_USERNAME
+    /// (an ACL user; optional). Default image `redis:7-alpine`.
     Redis(DatabasePreset),
     /// MongoDB: `mongodump --archive --gzip`; restored with `mongorestore --drop`. The Secret
     /// holds MONGODB_URI. Default image `mongo:7`.

@@ -1,9 +1,12 @@
 # ---- redis backup: an RDB snapshot of every database, fetched with redis-cli --rdb ----
 need redis-cli
-need_env REDIS_HOST "REDIS_HOST, REDIS_PORT, REDISCLI_AUTH"
-# The password (if any) is read by redis-cli from REDISCLI_AUTH, never put on a command line.
+need_env REDIS_HOST "REDIS_HOST, REDIS_PORT, REDIS_USERNAME, REDISCLI_AUTH"
+# The password (if any) is read by redis-cli from REDISCLI_AUTH, never put on a command line;
+# REDIS_USERNAME (optional) names an ACL user.
+set -- -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" --no-auth-warning
+[ -z "${REDIS_USERNAME:-}" ] || set -- "$@" --user "$REDIS_USERNAME"
 backup_begin
-redis-cli -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" --no-auth-warning --rdb "$TMP" \
+redis-cli "$@" --rdb "$TMP" \
     >"$WORK/out" 2>"$WORK/err" ||
     fail "redis-cli --rdb from $REDIS_HOST failed: $(cat "$WORK/out" "$WORK/err")"
 [ -s "$TMP" ] || fail "redis-cli wrote nothing: the backup is empty"

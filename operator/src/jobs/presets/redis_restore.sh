@@ -7,12 +7,18 @@
 need redis-cli
 need redis-server
 need awk
-need_env REDIS_HOST "REDIS_HOST, REDIS_PORT, REDISCLI_AUTH"
+need_env REDIS_HOST "REDIS_HOST, REDIS_PORT, REDIS_USERNAME, REDISCLI_AUTH"
 restore_begin
 head -c 5 "$FILE" >"$WORK/magic" || fail "cannot read $FILE"
 [ "$(cat "$WORK/magic")" = REDIS ] || fail "$FILE is not an RDB file"
 PORT="${REDIS_PORT:-6379}"
-target() { redis-cli -h "$REDIS_HOST" -p "$PORT" --no-auth-warning "$@"; }
+target() {
+    if [ -n "${REDIS_USERNAME:-}" ]; then
+        redis-cli -h "$REDIS_HOST" -p "$PORT" --no-auth-warning --user "$REDIS_USERNAME" "$@"
+    else
+        redis-cli -h "$REDIS_HOST" -p "$PORT" --no-auth-warning "$@"
+    fi
+}
 # The private server gets no password from the environment.
 private() { (unset REDISCLI_AUTH && redis-cli -s "$WORK/redis.sock" "$@"); }
 ln -s "$FILE" "$WORK/dump.rdb" || fail "cannot link the snapshot"
@@ -39,7 +45,9 @@ target flushall >"$WORK/flush" 2>&1 || fail "FLUSHALL on $REDIS_HOST failed: $(c
 grep -q '^OK' "$WORK/flush" || fail "FLUSHALL on $REDIS_HOST answered: $(cat "$WORK/flush")"
 # redis-cli reads commands from stdin, one per line; quote the arguments for it.
 quote() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
-if [ -n "${REDISCLI_AUTH:-}" ]; then
+if [ -n "${REDIS_USERNAME:-}" ]; then
+    AUTH="AUTH2 \"$(quote "$REDIS_USERNAME")\" \"$(quote "${REDISCLI_AUTH:-}")\""
+elif [ -n "${REDISCLI_AUTH:-}" ]; then
     AUTH="AUTH \"$(quote "$REDISCLI_AUTH")\""
 else
     AUTH=""
