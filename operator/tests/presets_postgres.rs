@@ -605,6 +605,9 @@ fn postgres_backup_prunes_only_the_listed_backups_of_this_release_after_success(
         std::fs::write(dir.join(f), "old").unwrap();
     }
     std::fs::write(other.join("shop-backup-7.pgdump"), "someone else's").unwrap();
+    // What a backup Job killed at its deadline leaves behind.
+    std::fs::write(dir.join(".shop-backup-6.pgdump.partial"), "cut off").unwrap();
+    std::fs::create_dir_all(dir.join(".shop-backup-6.pgdump.restore.work")).unwrap();
     let mounts = Mounts::default().claim(CLAIM, &claim);
 
     // A failing backup prunes nothing.

@@ -71,6 +71,10 @@ backup_begin() {
     make_work
     mkdir -p "$DIR" 2>"$WORK/err" || fail "cannot create $DIR on claim $CLAIM: $(cat "$WORK/err")"
     [ ! -e "$FILE" ] || fail "$FILE already exists; a backup id is used once"
+    # Leftovers of a Job killed at its deadline (a release runs one backup at a time).
+    for stale in "$DIR"/.*.partial "$DIR"/.*.partial.* "$DIR"/.*.work; do
+        [ ! -e "$stale" ] || rm -rf -- "$stale" || fail "cannot remove the leftover $stale"
+    done
     (: >"$TMP") 2>"$WORK/err" || fail "cannot write to $DIR on claim $CLAIM: $(cat "$WORK/err")"
 }
 
