@@ -18,9 +18,10 @@ mkdir "$STAGE" || fail "cannot create $STAGE"
 CLEANUP_EXTRA='rm -rf "$STAGE"'
 tar -C "$STAGE" -xzpf "$FILE" >"$WORK/out" 2>"$WORK/err" ||
     fail "extracting $FILE failed, the claim's content was not changed: $(tail -n 20 "$WORK/err")"
+# From here on the staged copy is kept on failure: it may be the only complete one.
+CLEANUP_EXTRA=''
 find "$DATA" -mindepth 1 -maxdepth 1 ! -name .apprelease-restore -exec rm -rf -- {} + >"$WORK/out" 2>"$WORK/err" ||
     fail "deleting the old content of $DATA failed (the backup is complete in $STAGE): $(tail -n 5 "$WORK/err")"
-CLEANUP_EXTRA=''
 find "$STAGE" -mindepth 1 -maxdepth 1 -exec mv -- {} "$DATA/" \; >"$WORK/out" 2>"$WORK/err" ||
     fail "moving the restored content into $DATA failed (the rest is in $STAGE): $(tail -n 5 "$WORK/err")"
 rmdir "$STAGE" || fail "some restored entries could not be moved out of $STAGE into $DATA"
