@@ -1217,3 +1217,53 @@ fn max_age_prunes_old_backups_but_never_the_one_in_use() {
         "in use by the last upgrade"
     );
 }
+
+#[test]
+fn keep_last_one_still_keeps_the_backup_the_last_upgrade_used() {
+    let mut r = with_verify(with_preset(release("1.0")));
+    r.spec.backup.as_mut().unwrap().keep_last = 1;
+    r.spec.rollback.database = DatabaseRollback::Restore;
+    let mut world = World::new(r, cluster("1.0"));
+    // Upgrade to 2.0 fails its verification and is rolled back with backup 1.
+    world.set_version("2.0");
+    world.run(5);
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-1")),
+    );
+    world.run(20);
+    world.finish_job("verify", JobOutcome::Failed("smoke".into()), None);
+    world.step();
+    world.settle_deployments();
+    world
+        .cluster
+        .deployments
+        .values_mut()
+        .for_each(|d| d.status_replicas = 0);
+    world.run(5);
+    world.finish_job("restore", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(10), None);
+    assert_eq!(
+        world.status().history[0].backup.as_deref(),
+        Some("meet-backup-1")
+    );
+    // The next upgrade may not prune backup 1: the last upgrade depended on it.
+    world.set_version("3.0");
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-2"));
+    let request = created_jobs(&world).pop().unwrap();
+    assert!(request.prune.is_empty(), "{:?}", request.prune);
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-2")),
+    );
+    world.run(20);
+    let ids: Vec<_> = world
+        .status()
+        .backups
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(ids, ["meet-backup-2", "meet-backup-1"]);
+}
