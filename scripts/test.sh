@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 need=()
 # kubectl: use the machine's own if there is one; Debian's package would clash with it.
 command -v kubectl >/dev/null || need+=(kubernetes-client)
+# Real database servers for the backup presets' round-trip tests (operator/tests/presets_*.rs),
+# and BusyBox to run the preset scripts as the Alpine-based images do.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || need+=(mariadb-server)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v busybox >/dev/null || need+=(busybox)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

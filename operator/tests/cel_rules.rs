@@ -77,3 +77,98 @@ fn cel_rules_reject_what_the_operator_rejects() {
         );
     }
 }
+
+fn with_preset(release: &mut AppRelease, preset: serde_json::Value) {
+    let backup = release.spec.backup.as_mut().unwrap();
+    backup.template = None;
+    backup.preset = Some(serde_json::from_value(preset).unwrap());
+}
+
+fn postgres_preset() -> Value {
+    serde_json::json!({"postgres": {"connectionSecret": "meet-db", "storage": {"pvc": "meet-backups"}}})
+}
+
+#[test]
+fn cel_rules_and_the_operator_agree_on_backup_presets() {
+    type Change = fn(&mut AppRelease);
+    let valid: Vec<(&str, Change)> = vec![
+        ("postgres preset", |r| with_preset(r, postgres_preset())),
+        ("preset with maxAge in days", |r| {
+            with_preset(r, postgres_preset());
+            r.spec.backup.as_mut().unwrap().max_age = Some("30d".into());
+        }),
+        ("maxAge in hours", |r| {
+            r.spec.backup.as_mut().unwrap().max_age = Some("720h".into())
+        }),
+        ("restore from a preset without a restore template", |r| {
+            with_preset(r, postgres_preset());
+            r.spec.rollback.database = DatabaseRollback::Restore;
+            r.spec.rollback.restore = None;
+        }),
+        ("volume preset", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"volume": {"claim": "meet-uploads", "storage": {"pvc": "meet-backups"}, "image": "busybox:1.36"}}),
+            )
+        }),
+    ];
+    for (name, change) in valid {
+        let mut release = example();
+        change(&mut release);
+        validate_cel(&release).unwrap_or_else(|e| panic!("{name}: the CRD rejects it: {e:?}"));
+        assert_eq!(validate(&release.spec), vec![], "{name}");
+    }
+    let invalid: Vec<(&str, Change)> = vec![
+        ("template and preset", |r| {
+            let template = r.spec.backup.as_ref().unwrap().template.clone();
+            with_preset(r, postgres_preset());
+            r.spec.backup.as_mut().unwrap().template = template;
+        }),
+        ("neither template nor preset", |r| {
+            r.spec.backup.as_mut().unwrap().template = None
+        }),
+        ("volume preset archiving its storage claim", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"volume": {"claim": "meet-backups", "storage": {"pvc": "meet-backups"}}}),
+            )
+        }),
+        ("bad secret name", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"mysql": {"connectionSecret": "Meet_DB", "storage": {"pvc": "meet-backups"}}}),
+            )
+        }),
+        ("bad storage claim", |r| {
+            with_preset(
+                r,
+                serde_json::json!({"redis": {"connectionSecret": "meet-db", "storage": {"pvc": "/etc"}}}),
+            )
+        }),
+        ("maxAge in weeks", |r| {
+            r.spec.backup.as_mut().unwrap().max_age = Some("4w".into())
+        }),
+        ("zero maxAge", |r| {
+            r.spec.backup.as_mut().unwrap().max_age = Some("0d0h".into())
+        }),
+        (
+            "restore from a template backup without a restore template",
+            |r| {
+                r.spec.rollback.database = DatabaseRollback::Restore;
+                r.spec.rollback.restore = None;
+            },
+        ),
+    ];
+    for (name, change) in invalid {
+        let mut release = example();
+        change(&mut release);
+        assert!(
+            validate_cel(&release).is_err(),
+            "{name}: the CRD accepts it"
+        );
+        assert!(
+            !validate(&release.spec).is_empty(),
+            "{name}: the operator accepts it"
+        );
+    }
+}

@@ -144,8 +144,10 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
             },
         ],
         backup: Some(BackupSpec {
-            template: job_template(&jobs.backup, Some("busybox:1.36")),
+            template: Some(job_template(&jobs.backup, Some("busybox:1.36"))),
+            preset: None,
             keep_last: 3,
+            max_age: None,
             timeout: "5m".into(),
         }),
         migration: Some(MigrationSpec {

@@ -3,11 +3,13 @@
 pub mod conditions;
 pub mod duration;
 pub mod image;
+pub mod presets;
 pub mod spec;
 pub mod status;
 pub mod validate;
 pub mod version;
 
+pub use presets::*;
 pub use spec::*;
 pub use status::*;
 

@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 
+use super::presets::BackupPreset;
 use super::status::AppReleaseStatus;
 
 /// An application release: the version that should run in a set of Deployments, and how to
@@ -30,8 +31,8 @@ use super::status::AppReleaseStatus;
         .message("rollback.database Downgrade needs rollback.downgrade.template"),
     validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.backup)")
         .message("rollback.database Restore needs a backup to restore from"),
-    validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.rollback.restore)")
-        .message("rollback.database Restore needs rollback.restore.template")
+    validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.rollback.restore) || (has(self.spec.backup) && has(self.spec.backup.preset))")
+        .message("rollback.database Restore needs rollback.restore.template, unless the backup is a preset (which knows how to restore)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AppReleaseSpec {
@@ -96,15 +97,26 @@ pub struct Target {
     pub image: Option<String>,
 }
 
-/// The backup taken before an upgrade changes anything.
+/// The backup taken before an upgrade changes anything: a hand-written pod template or a
+/// preset, exactly one of them.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.template) != has(self.preset)")
+    .message("backup needs exactly one of template and preset"))]
 pub struct BackupSpec {
     /// Pod template of the backup Job. Its containers receive the upgrade in environment
     /// variables (APPRELEASE_BACKUP_ID, APPRELEASE_FROM_VERSION, …) and report what they
     /// wrote as JSON in their termination message: `{"location", "sizeBytes", "sha256"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: PodTemplateSpec,
+    pub template: Option<PodTemplateSpec>,
+
+    /// A ready-made backup (and restore) Job instead of a template: `postgres`, `mysql`,
+    /// `redis`, `mongodb` or `volume`. A preset backup counts only when its Job reports
+    /// location, size and checksum; with `rollback.database: Restore` the same preset restores
+    /// it, so no restore template is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<BackupPreset>,
 
     /// How many successful backups to keep. Older ones are pruned, except one that an upgrade
     /// depends on.
@@ -112,7 +124,13 @@ pub struct BackupSpec {
     #[x_kube(validation = Rule::new("self >= 1").message("keepLast must be at least 1"))]
     pub keep_last: i32,
 
-    /// How long the backup Job may run, e.g. `30m`.
+    /// Backups older than this are pruned as well, e.g. `720h` or `30d` (days, hours,
+    /// minutes, seconds). Optional; a backup an upgrade depends on is never pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = age_rule())]
+    pub max_age: Option<String>,
+
+    /// How long the backup Job may run, e.g. `30m`. A preset's restore Job gets the same time.
     #[serde(default = "default_backup_timeout")]
     #[x_kube(validation = duration_rule())]
     pub timeout: String,
@@ -198,8 +216,9 @@ pub struct RollbackSpec {
     pub downgrade: Option<JobTemplate>,
 
     /// The restore Job for `database: Restore`, run from this upgrade's backup while the
-    /// targets are scaled to zero. APPRELEASE_BACKUP_ID and APPRELEASE_BACKUP_LOCATION tell it
-    /// which backup to restore.
+    /// targets are scaled to zero. APPRELEASE_BACKUP_ID, APPRELEASE_BACKUP_LOCATION and
+    /// APPRELEASE_BACKUP_SHA256 tell it which backup to restore. Not needed when the backup is
+    /// a preset: the preset restores its own backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<JobTemplate>,
 }
@@ -247,6 +266,14 @@ fn duration_rule() -> kube::core::Rule {
         super::duration::DURATION_PATTERN
     ))
     .message("must be a duration such as 90s, 15m or 1h30m, longer than zero")
+}
+
+fn age_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "self.matches('{}') && self.matches('[1-9]')",
+        super::duration::AGE_PATTERN
+    ))
+    .message("must be an age such as 30d, 720h or 7d12h, longer than zero")
 }
 
 /// Pod templates are kept out of the CRD's schema: the full PodTemplateSpec schema, inlined

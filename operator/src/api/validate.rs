@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use super::{duration, image, spec::*, version};
+use super::{duration, image, presets::BackupPreset, spec::*, version};
 
 /// One problem with a spec, at a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +34,23 @@ pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
     }
     check_targets(&spec.targets, &mut errors);
     if let Some(backup) = &spec.backup {
-        check_template("spec.backup.template", &backup.template, &mut errors);
+        match (&backup.template, &backup.preset) {
+            (Some(template), None) => check_template("spec.backup.template", template, &mut errors),
+            (None, Some(preset)) => check_preset(preset, &mut errors),
+            (Some(_), Some(_)) => errors.add(
+                "spec.backup",
+                "give either a template or a preset, not both",
+            ),
+            (None, None) => errors.add(
+                "spec.backup",
+                "a template or a preset (postgres, mysql, redis, mongodb, volume) is needed",
+            ),
+        }
+        if let Some(age) = &backup.max_age
+            && let Err(message) = duration::parse_age(age)
+        {
+            errors.add("spec.backup.maxAge", message);
+        }
         if backup.keep_last < 1 {
             errors.add(
                 "spec.backup.keepLast",
@@ -127,10 +143,11 @@ fn check_rollback(spec: &AppReleaseSpec, errors: &mut Errors) {
                     "Restore needs spec.backup: there would be no backup to restore",
                 );
             }
-            if rollback.restore.is_none() {
+            let preset = spec.backup.as_ref().is_some_and(|b| b.preset.is_some());
+            if rollback.restore.is_none() && !preset {
                 errors.add(
                     "spec.rollback.restore",
-                    "database: Restore needs a restore Job template",
+                    "database: Restore needs a restore Job template (or a backup preset, which restores by itself)",
                 );
             }
         }
@@ -142,6 +159,39 @@ fn check_rollback(spec: &AppReleaseSpec, errors: &mut Errors) {
         if let Some(job) = job {
             check_template(&format!("{path}.template"), &job.template, errors);
             errors.duration(&format!("{path}.timeout"), &job.timeout);
+        }
+    }
+}
+
+fn check_preset(preset: &BackupPreset, errors: &mut Errors) {
+    let kind = preset.kind().as_str();
+    let path = format!("spec.backup.preset.{kind}");
+    if let Some(secret) = preset.connection_secret()
+        && !is_object_name(secret)
+    {
+        errors.add(
+            format!("{path}.connectionSecret"),
+            format!("{secret:?} is not a Secret name"),
+        );
+    }
+    let pvc = &preset.storage().pvc;
+    if !is_object_name(pvc) {
+        errors.add(
+            format!("{path}.storage.pvc"),
+            format!("{pvc:?} is not a PersistentVolumeClaim name"),
+        );
+    }
+    if let BackupPreset::Volume(volume) = preset {
+        if !is_object_name(&volume.claim) {
+            errors.add(
+                format!("{path}.claim"),
+                format!("{:?} is not a PersistentVolumeClaim name", volume.claim),
+            );
+        } else if volume.claim == *pvc {
+            errors.add(
+                format!("{path}.claim"),
+                "the archived claim and storage.pvc must differ: a restore replaces the archived claim's whole content, backups included",
+            );
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::api::{AppRelease, image};
 use crate::plan::JobRequest;
 
 use super::names::JobKind;
+use super::presets::{PresetJob, preset_template};
 
 /// Label on every object the operator creates, and on their pods.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "apprelease-operator");
@@ -39,7 +40,7 @@ pub fn build(release: &AppRelease, request: &JobRequest) -> Result<Job, BuildErr
     let owner = release
         .controller_owner_ref(&())
         .ok_or(BuildError::NoOwner)?;
-    let mut template = template(release, request.kind)?.clone();
+    let mut template = template(release, request.kind)?;
     let labels = labels(release, request);
 
     let pod_meta = template.metadata.get_or_insert_with(Default::default);
@@ -100,14 +101,26 @@ pub fn build(release: &AppRelease, request: &JobRequest) -> Result<Job, BuildErr
     })
 }
 
-fn template(release: &AppRelease, kind: JobKind) -> Result<&PodTemplateSpec, BuildError> {
+/// The pod template of a Job kind: the user's, or the backup preset's for its backup and (when
+/// no restore template is given) its restore.
+fn template(release: &AppRelease, kind: JobKind) -> Result<PodTemplateSpec, BuildError> {
     let spec = &release.spec;
+    let preset = spec.backup.as_ref().and_then(|b| b.preset.as_ref());
     let template = match kind {
-        JobKind::Backup => spec.backup.as_ref().map(|b| &b.template),
-        JobKind::Migration => spec.migration.as_ref().map(|m| &m.template),
-        JobKind::Verify => spec.verify.as_ref().map(|v| &v.template),
-        JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| &d.template),
-        JobKind::Restore => spec.rollback.restore.as_ref().map(|r| &r.template),
+        JobKind::Backup => spec
+            .backup
+            .as_ref()
+            .and_then(|b| b.template.clone())
+            .or_else(|| preset.map(|p| preset_template(p, PresetJob::Backup))),
+        JobKind::Migration => spec.migration.as_ref().map(|m| m.template.clone()),
+        JobKind::Verify => spec.verify.as_ref().map(|v| v.template.clone()),
+        JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| d.template.clone()),
+        JobKind::Restore => spec
+            .rollback
+            .restore
+            .as_ref()
+            .map(|r| r.template.clone())
+            .or_else(|| preset.map(|p| preset_template(p, PresetJob::Restore))),
     };
     template.ok_or(BuildError::NoTemplate(kind))
 }
@@ -168,6 +181,9 @@ fn env(release: &AppRelease, request: &JobRequest) -> Vec<EnvVar> {
     }
     if let Some(location) = &request.backup_location {
         env.push(var("APPRELEASE_BACKUP_LOCATION", location.clone()));
+    }
+    if let Some(sha256) = &request.backup_sha256 {
+        env.push(var("APPRELEASE_BACKUP_SHA256", sha256.clone()));
     }
     if !request.prune.is_empty() {
         env.push(var("APPRELEASE_PRUNE_BACKUPS", request.prune.join(",")));
@@ -244,6 +260,7 @@ mod tests {
             app_image: "ghcr.io/meet/backend:2.0".into(),
             backup_id: Some("meet-backup-4".into()),
             backup_location: None,
+            backup_sha256: None,
             prune: vec![],
             timeout: Duration::from_secs(900),
         }

@@ -2,5 +2,6 @@
 
 pub mod build;
 pub mod names;
+pub mod presets;
 
 pub use build::{BuildError, build};

@@ -69,6 +69,8 @@ pub struct JobRequest {
     pub backup_id: Option<String>,
     /// Where that backup is, when known (restore).
     pub backup_location: Option<String>,
+    /// Its SHA-256 as recorded in the inventory, when known (restore).
+    pub backup_sha256: Option<String>,
     /// Backup ids the backup Job deletes after its own success.
     pub prune: Vec<String>,
     /// `activeDeadlineSeconds`.

@@ -69,11 +69,39 @@ pub fn release(version: &str) -> AppRelease {
 
 pub fn with_backup(mut r: AppRelease) -> AppRelease {
     r.spec.backup = Some(BackupSpec {
-        template: template("postgres:16"),
+        template: Some(template("postgres:16")),
+        preset: None,
         keep_last: 3,
+        max_age: None,
         timeout: "30m".into(),
     });
     r
+}
+
+/// A postgres preset backup instead of a template.
+pub fn with_preset(mut r: AppRelease) -> AppRelease {
+    r.spec.backup = Some(BackupSpec {
+        template: None,
+        preset: Some(BackupPreset::Postgres(DatabasePreset {
+            connection_secret: "meet-db".into(),
+            storage: BackupStorage {
+                pvc: "meet-backups".into(),
+            },
+            image: None,
+        })),
+        keep_last: 3,
+        max_age: None,
+        timeout: "30m".into(),
+    });
+    r
+}
+
+/// A report as a preset writes it, for backup `id`.
+pub fn preset_report(id: &str) -> String {
+    format!(
+        r#"{{"location":"pvc://meet-backups/meet/meet/{id}.pgdump","sizeBytes":4096,"sha256":"{}"}}"#,
+        "ab".repeat(32)
+    )
 }
 
 pub fn with_migration(mut r: AppRelease, when: MigrationPhase) -> AppRelease {

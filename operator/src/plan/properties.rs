@@ -19,7 +19,7 @@ enum Event {
     Reconcile,
     ReconcileAndCrash,
     Rollout,
-    FinishJob { succeed: bool },
+    FinishJob { succeed: bool, report: bool },
     DeleteSeenJob,
     Wait(u64),
     SetVersion(&'static str),
@@ -31,7 +31,7 @@ fn event() -> impl Strategy<Value = Event> {
         6 => Just(Event::Reconcile),
         1 => Just(Event::ReconcileAndCrash),
         3 => Just(Event::Rollout),
-        3 => any::<bool>().prop_map(|succeed| Event::FinishJob { succeed }),
+        3 => (any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(succeed, report)| Event::FinishJob { succeed, report }),
         1 => Just(Event::DeleteSeenJob),
         2 => (1u64..900).prop_map(Event::Wait),
         1 => prop_oneof![Just("1.0"), Just("2.0"), Just("3.0"), Just("4.0")].prop_map(Event::SetVersion),
@@ -42,6 +42,8 @@ fn event() -> impl Strategy<Value = Event> {
 #[derive(Clone, Debug)]
 struct Config {
     backup: bool,
+    /// The backup is a postgres preset (which restores by itself) instead of a template.
+    preset: bool,
     migration: Option<MigrationPhase>,
     verify: bool,
     database: DatabaseRollback,
@@ -65,11 +67,13 @@ fn config() -> impl Strategy<Value = Config> {
         ],
         prop::bool::weighted(0.8),
         prop::sample::subsequence(vec!["2.0", "3.0", "4.0"], 0..=2),
+        any::<bool>(),
     )
         .prop_map(
-            |(backup, migration, verify, database, automatic, bad_tags)| Config {
+            |(backup, migration, verify, database, automatic, bad_tags, preset)| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
+                preset,
                 migration,
                 verify,
                 database,
@@ -91,6 +95,11 @@ fn build(config: &Config) -> World {
         r = with_verify(r);
     }
     r = with_database(r, config.database);
+    if config.backup && config.preset {
+        // The preset restores by itself: no restore template.
+        r = with_preset(r);
+        r.spec.rollback.restore = None;
+    }
     r.spec.rollback.automatic = config.automatic;
     let mut world = World::new(r, cluster("1.0"));
     world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
@@ -111,7 +120,7 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             check_decision(world, &seen, &before, &decision)?;
         }
         Event::Rollout => world.settle_deployments(),
-        Event::FinishJob { succeed } => {
+        Event::FinishJob { succeed, report } => {
             let running = world
                 .cluster
                 .jobs
@@ -124,7 +133,9 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
                 } else {
                     JobOutcome::Failed("scripted".into())
                 };
-                world.finish_job(&name, outcome, None);
+                // A backup Job that succeeded reports what it wrote, or (sometimes) nothing.
+                let message = (*report && name.contains("-backup-")).then(|| preset_report(&name));
+                world.finish_job(&name, outcome, message.as_deref());
             }
         }
         Event::DeleteSeenJob => {
@@ -204,6 +215,24 @@ fn check_decision(
         }
     }
 
+    // A preset backup is in the inventory only with the location, size and checksum its Job
+    // reported; one without a report never is.
+    if world
+        .release
+        .spec
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.preset.is_some())
+    {
+        for b in &status.backups {
+            prop_assert!(
+                b.location.is_some() && b.size_bytes.is_some_and(|s| s > 0) && b.sha256.is_some(),
+                "preset backup recorded without a report: {:?}",
+                b
+            );
+        }
+    }
+
     // Invariant 6: a backup an upgrade depends on stays in the inventory.
     let depended: Vec<&String> = status
         .upgrade
@@ -245,7 +274,8 @@ proptest! {
             match world.run(50) {
                 Some(job) => {
                     let outcome = if outcomes.next().unwrap_or(true) { JobOutcome::Succeeded } else { JobOutcome::Failed("x".into()) };
-                    world.finish_job(&job, outcome, None);
+                    let report = job.contains("-backup-").then(|| preset_report(&job));
+                    world.finish_job(&job, outcome, report.as_deref());
                 }
                 None => break,
             }

@@ -55,7 +55,7 @@ fn downgrading(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             let advice = format!(
                 "{message}. The targets were left as they are ({}). The database may be partly downgraded: check it, restore {} by hand if needed, then set the images back.",
                 images(upgrade, true, plan),
-                backup_hint(upgrade)
+                backup_hint(plan, upgrade)
             );
             outcome::rollback_failed(plan, upgrade, advice);
             return Flow::Moved;
@@ -112,7 +112,7 @@ fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             "the targets did not scale to zero within {} ({} still running), so the restore of {} did not start; the database was not touched",
             plan.spec.rollout.timeout,
             waiting.join(", "),
-            backup_hint(upgrade)
+            backup_hint(plan, upgrade)
         );
         outcome::rollback_failed(plan, upgrade, message);
         return Flow::Moved;
@@ -122,7 +122,7 @@ fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         format!(
             "scaling {} to zero before restoring {}",
             waiting.join(", "),
-            backup_hint(upgrade)
+            backup_hint(plan, upgrade)
         ),
     );
     Flow::Wait
@@ -139,7 +139,7 @@ fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
                 .collect();
             let advice = format!(
                 "{message}. The targets stay scaled to zero so that nothing writes into a half-restored database. Restore {} by hand, then set the images back ({}) and the replicas ({}).",
-                backup_hint(upgrade),
+                backup_hint(plan, upgrade),
                 images(upgrade, false, plan),
                 replicas.join(", ")
             );
@@ -150,7 +150,7 @@ fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             plan.note(
                 NoteType::Normal,
                 "RestoreSucceeded",
-                format!("restore Job {name} restored {}", backup_hint(upgrade)),
+                format!("restore Job {name} restored {}", backup_hint(plan, upgrade)),
             );
             return enter(plan, Step::RollingBack);
         }
@@ -252,10 +252,21 @@ fn images(upgrade: &Upgrade, current: bool, plan: &Planner) -> String {
         .join(", ")
 }
 
-fn backup_hint(upgrade: &Upgrade) -> String {
-    match &upgrade.backup {
-        Some(id) => format!("backup {id}"),
-        None => "the last good backup".into(),
+/// The backup to restore, for messages: its id, and where it is when the inventory knows.
+fn backup_hint(plan: &Planner, upgrade: &Upgrade) -> String {
+    let Some(id) = &upgrade.backup else {
+        return "the last good backup".into();
+    };
+    let record = plan.status.backups.iter().find(|b| &b.id == id);
+    match record.and_then(|b| b.location.as_deref()) {
+        Some(location) => {
+            let sha = record
+                .and_then(|b| b.sha256.as_deref())
+                .map(|s| format!(", sha256 {s}"))
+                .unwrap_or_default();
+            format!("backup {id} ({location}{sha})")
+        }
+        None => format!("backup {id}"),
     }
 }
 

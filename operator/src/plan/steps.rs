@@ -77,9 +77,28 @@ pub fn plan_prune(plan: &mut Planner) {
     let Some(backup) = &plan.spec.backup else {
         return;
     };
-    let last_used = plan.status.history.first().and_then(|h| h.backup.clone());
-    let protected: Vec<&str> = last_used.iter().map(String::as_str).collect();
-    let prune = retention::to_prune(&plan.status.backups, backup.keep_last, &protected);
+    // Never pruned: the backup of the upgrade in flight (once it has one) and that of the last
+    // upgrade that took one (what a human would restore after it).
+    let in_flight = plan.status.upgrade.as_ref().and_then(|u| u.backup.clone());
+    let last_used = plan.status.history.iter().find_map(|h| h.backup.clone());
+    let protected: Vec<&str> = in_flight
+        .iter()
+        .chain(&last_used)
+        .map(String::as_str)
+        .collect();
+    let max_age = backup
+        .max_age
+        .as_deref()
+        .and_then(|a| duration::parse_age(a).ok());
+    let prune = retention::to_prune(
+        &plan.status.backups,
+        retention::Policy {
+            keep_last: backup.keep_last,
+            max_age,
+            now: plan.now(),
+        },
+        &protected,
+    );
     if let Some(upgrade) = plan.status.upgrade.as_mut() {
         upgrade.prune = prune;
     }
@@ -107,18 +126,87 @@ fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             return Flow::Moved;
         }
         JobProgress::Succeeded { name, message } => {
-            record_backup(plan, upgrade, name, message);
+            let preset = plan
+                .spec
+                .backup
+                .as_ref()
+                .is_some_and(|b| b.preset.is_some());
+            let report = match parse_report(message.as_deref()) {
+                Ok(report) => report,
+                Err(why) if preset => {
+                    // A preset always reports what it wrote; a Job that exited 0 without a
+                    // valid report cannot prove a backup exists, so it is not one.
+                    let message = format!(
+                        "backup Job {name} finished without a valid report ({why}), so it is not counted as a backup; nothing was changed"
+                    );
+                    outcome::aborted(plan, upgrade, "BackupFailed", message);
+                    return Flow::Moved;
+                }
+                // A hand-written template may report nothing; it is trusted as before.
+                Err(_) => lenient_report(message.as_deref()),
+            };
+            record_backup(plan, upgrade, name, report);
             return enter(plan, after_backup(plan.spec, &upgrade.from, &upgrade.to));
         }
     }
     Flow::Wait
 }
 
-fn record_backup(plan: &mut Planner, upgrade: &Upgrade, name: String, message: Option<String>) {
-    let report = message
-        .as_deref()
-        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
+/// What a backup Job says it wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupReport {
+    pub location: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+}
+
+/// The strict reading of a backup's termination message, required of presets: JSON with a
+/// non-empty `location`, a positive `sizeBytes` and a 64-digit hex `sha256`.
+pub fn parse_report(message: Option<&str>) -> Result<BackupReport, String> {
+    let text = message
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .ok_or("no termination message")?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| format!("not JSON: {:?}", clip(text)))?;
+    let location = value
+        .get("location")
+        .and_then(|v| v.as_str())
+        .filter(|l| !l.is_empty())
+        .ok_or("no location")?;
+    let size = value
+        .get("sizeBytes")
+        .and_then(|v| v.as_i64())
+        .filter(|s| *s > 0)
+        .ok_or("no positive sizeBytes")?;
+    let sha256 = value
+        .get("sha256")
+        .and_then(|v| v.as_str())
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or("no 64-digit hex sha256")?;
+    Ok(BackupReport {
+        location: Some(location.to_string()),
+        size_bytes: Some(size),
+        sha256: Some(sha256.to_ascii_lowercase()),
+    })
+}
+
+/// Whatever a hand-written template's Job reported, field by field.
+fn lenient_report(message: Option<&str>) -> BackupReport {
+    let report = message.and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
     let field = |key: &str| report.as_ref().and_then(|r| r.get(key)).cloned();
+    BackupReport {
+        location: field("location").and_then(|v| v.as_str().map(String::from)),
+        size_bytes: field("sizeBytes").and_then(|v| v.as_i64()),
+        sha256: field("sha256").and_then(|v| v.as_str().map(String::from)),
+    }
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(120).collect()
+}
+
+fn record_backup(plan: &mut Planner, upgrade: &Upgrade, name: String, report: BackupReport) {
     let taken_at = plan
         .observed
         .jobs
@@ -130,9 +218,9 @@ fn record_backup(plan: &mut Planner, upgrade: &Upgrade, name: String, message: O
         version: upgrade.from.clone(),
         taken_at,
         job: name.clone(),
-        location: field("location").and_then(|v| v.as_str().map(String::from)),
-        size_bytes: field("sizeBytes").and_then(|v| v.as_i64()),
-        sha256: field("sha256").and_then(|v| v.as_str().map(String::from)),
+        location: report.location,
+        size_bytes: report.size_bytes,
+        sha256: report.sha256,
     };
     plan.status
         .backups
@@ -465,6 +553,7 @@ fn job_request(
             _ => upgrade.backup.clone(),
         },
         backup_location: restored.and_then(|b| b.location.clone()),
+        backup_sha256: restored.and_then(|b| b.sha256.clone()),
         prune: if kind == JobKind::Backup {
             upgrade.prune.clone()
         } else {
@@ -482,7 +571,12 @@ fn job_timeout(spec: &AppReleaseSpec, kind: JobKind) -> Option<Duration> {
         JobKind::Migration => &spec.migration.as_ref()?.timeout,
         JobKind::Verify => &spec.verify.as_ref()?.timeout,
         JobKind::Downgrade => &spec.rollback.downgrade.as_ref()?.timeout,
-        JobKind::Restore => &spec.rollback.restore.as_ref()?.timeout,
+        JobKind::Restore => match (&spec.rollback.restore, &spec.backup) {
+            (Some(restore), _) => &restore.timeout,
+            // A preset restores with its own Job, given the backup's time.
+            (None, Some(backup)) if backup.preset.is_some() => &backup.timeout,
+            _ => return None,
+        },
     };
     duration::parse(text).ok()
 }

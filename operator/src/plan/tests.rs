@@ -174,12 +174,57 @@ fn invalid_specs_get_a_readable_condition_and_change_nothing() {
                     .as_mut()
                     .unwrap()
                     .template
+                    .as_mut()
+                    .unwrap()
                     .spec
                     .as_mut()
                     .unwrap()
                     .restart_policy = Some("Always".into())
             }),
             "restartPolicy",
+        ),
+        (
+            "backup with template and preset",
+            Box::new(|r| {
+                let preset = with_preset(r.clone()).spec.backup.unwrap().preset;
+                r.spec.backup.as_mut().unwrap().preset = preset;
+            }),
+            "not both",
+        ),
+        (
+            "backup with neither template nor preset",
+            Box::new(|r| r.spec.backup.as_mut().unwrap().template = None),
+            "a template or a preset",
+        ),
+        (
+            "malformed maxAge",
+            Box::new(|r| r.spec.backup.as_mut().unwrap().max_age = Some("a month".into())),
+            "spec.backup.maxAge",
+        ),
+        (
+            "preset with a bad secret name",
+            Box::new(|r| {
+                *r = with_preset(r.clone());
+                if let Some(BackupPreset::Postgres(p)) = &mut r.spec.backup.as_mut().unwrap().preset
+                {
+                    p.connection_secret = "Not/A-Name".into();
+                }
+            }),
+            "connectionSecret",
+        ),
+        (
+            "volume preset archiving its own storage claim",
+            Box::new(|r| {
+                *r = with_preset(r.clone());
+                r.spec.backup.as_mut().unwrap().preset = Some(BackupPreset::Volume(VolumePreset {
+                    claim: "uploads".into(),
+                    storage: BackupStorage {
+                        pvc: "uploads".into(),
+                    },
+                    image: None,
+                }));
+            }),
+            "must differ",
         ),
         (
             "downgrade without template",
@@ -854,4 +899,371 @@ fn an_invalid_spec_mid_upgrade_holds_without_acting() {
     world.finish_job("migrate", JobOutcome::Succeeded, None);
     assert_eq!(world.run(20), None);
     assert_eq!(world.status().current_version.as_deref(), Some("2.0"));
+}
+
+fn created_jobs(world: &World) -> Vec<super::JobRequest> {
+    world
+        .log
+        .iter()
+        .flat_map(|d| &d.actions)
+        .filter_map(|a| match a {
+            Action::CreateJob(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_preset_backup_is_recorded_from_its_report_and_the_upgrade_goes_on() {
+    let mut world = World::new(with_preset(release("2.0")), cluster("1.0"));
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-1"));
+    let request = created_jobs(&world).pop().unwrap();
+    let job = crate::jobs::build(&world.release, &request).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("postgres:16-alpine")
+    );
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-1")),
+    );
+    assert_eq!(world.run(20), None);
+    let status = world.status();
+    assert_eq!(ready(status), (True, "Succeeded".into()));
+    let backup = &status.backups[0];
+    assert_eq!(backup.id, "meet-backup-1");
+    assert_eq!(
+        backup.location.as_deref(),
+        Some("pvc://meet-backups/meet/meet/meet-backup-1.pgdump")
+    );
+    assert_eq!(backup.size_bytes, Some(4096));
+    assert_eq!(backup.sha256.as_deref(), Some("ab".repeat(32).as_str()));
+}
+
+#[test]
+fn a_preset_backup_without_a_valid_report_is_a_failed_backup() {
+    let sha = "ab".repeat(32);
+    let bad_reports = [
+        None,
+        Some(String::new()),
+        Some("pg_dump: done".into()),
+        Some(r#"{"location":"pvc://x/y","sizeBytes":0,"sha256":"SHA"}"#.replace("SHA", &sha)),
+        Some(r#"{"location":"","sizeBytes":10,"sha256":"SHA"}"#.replace("SHA", &sha)),
+        Some(r#"{"location":"pvc://x/y","sizeBytes":10,"sha256":"abc"}"#.into()),
+        Some(r#"{"location":"pvc://x/y","sizeBytes":"10","sha256":"SHA"}"#.replace("SHA", &sha)),
+    ];
+    for report in bad_reports {
+        let mut world = World::new(with_preset(release("2.0")), cluster("1.0"));
+        world.run(5);
+        world.finish_job("backup", JobOutcome::Succeeded, report.as_deref());
+        assert_eq!(world.run(5), None, "{report:?}");
+        assert!(!ever_set_images(&world), "{report:?}: nothing may change");
+        let status = world.status();
+        assert_eq!(ready(status), (False, "BackupFailed".into()), "{report:?}");
+        assert!(has(status, STALLED));
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("without a valid report"),
+            "{}",
+            status.conditions[0].message
+        );
+        assert!(status.backups.is_empty(), "{report:?}: no inventory entry");
+        assert_eq!(status.history[0].result, UpgradeResult::Aborted);
+    }
+}
+
+#[test]
+fn a_failed_preset_backup_records_nothing_and_changes_nothing() {
+    let mut world = World::new(with_preset(release("2.0")), cluster("1.0"));
+    world.run(5);
+    world.finish_job(
+        "backup",
+        JobOutcome::Failed(
+            "BackoffLimitExceeded; the container said: apprelease postgres backup failed: pg_dump: password authentication failed".into(),
+        ),
+        Some("apprelease postgres backup failed: pg_dump: password authentication failed"),
+    );
+    assert_eq!(world.run(5), None);
+    assert!(!ever_set_images(&world));
+    let status = world.status();
+    assert_eq!(ready(status), (False, "BackupFailed".into()));
+    assert!(
+        status.conditions[0]
+            .message
+            .contains("password authentication failed")
+    );
+    assert!(status.backups.is_empty());
+}
+
+#[test]
+fn a_template_backup_stays_lenient_about_its_report() {
+    let mut world = World::new(with_backup(release("2.0")), cluster("1.0"));
+    world.run(5);
+    world.finish_job("backup", JobOutcome::Succeeded, Some("not json"));
+    assert_eq!(world.run(20), None);
+    assert_eq!(world.status().backups.len(), 1);
+    assert_eq!(world.status().backups[0].location, None);
+}
+
+#[test]
+fn restore_with_a_preset_needs_no_template_and_restores_exactly_this_backup() {
+    let mut r = with_verify(with_preset(release("2.0")));
+    r.spec.rollback.database = DatabaseRollback::Restore;
+    assert!(crate::api::validate::validate(&r.spec).is_empty());
+    let mut world = World::new(r, cluster("1.0"));
+    world.run(5);
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-1")),
+    );
+    world.run(20);
+    world.finish_job(
+        "verify",
+        JobOutcome::Failed("smoke test failed".into()),
+        None,
+    );
+    world.step();
+    assert_eq!(
+        world.status().upgrade.as_ref().unwrap().step,
+        Step::ScalingDown
+    );
+    world.settle_deployments();
+    world
+        .cluster
+        .deployments
+        .values_mut()
+        .for_each(|d| d.status_replicas = 0);
+    assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    let request = created_jobs(&world).pop().unwrap();
+    assert_eq!(request.kind, crate::jobs::names::JobKind::Restore);
+    assert_eq!(request.backup_id.as_deref(), Some("meet-backup-1"));
+    assert_eq!(
+        request.backup_location.as_deref(),
+        Some("pvc://meet-backups/meet/meet/meet-backup-1.pgdump")
+    );
+    assert_eq!(request.backup_sha256, Some("ab".repeat(32)));
+    assert_eq!(request.timeout, Duration::from_secs(30 * 60));
+    // The restore Job is the preset's restore script, told which backup and checksum.
+    let job = crate::jobs::build(&world.release, &request).unwrap();
+    let container = &job.spec.unwrap().template.spec.unwrap().containers[0];
+    let script = &container.command.as_ref().unwrap()[2];
+    assert!(script.contains("MODE=restore") && script.contains("pg_restore"));
+    let env = container.env.as_ref().unwrap();
+    let get = |n: &str| {
+        env.iter()
+            .find(|e| e.name == n)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        get("APPRELEASE_BACKUP_ID").as_deref(),
+        Some("meet-backup-1")
+    );
+    assert_eq!(get("APPRELEASE_BACKUP_SHA256"), Some("ab".repeat(32)));
+    // Still scaled to zero while it runs.
+    assert_eq!(world.cluster.deployments["backend"].replicas, 0);
+    world.finish_job(
+        "restore",
+        JobOutcome::Failed("apprelease postgres restore failed: checksum mismatch".into()),
+        None,
+    );
+    assert_eq!(world.run(5), None);
+    assert_eq!(world.cluster.deployments["backend"].replicas, 0);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:2.0",
+        "a failed restore leaves the targets as they are"
+    );
+    let status = world.status();
+    assert_eq!(ready(status), (False, "RollbackFailed".into()));
+    assert!(has(status, STALLED));
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains("pvc://meet-backups/meet/meet/meet-backup-1.pgdump")
+            && message.contains("scaled to zero")
+            && message.contains("backend=3"),
+        "{message}"
+    );
+    assert_eq!(status.backups.len(), 1, "nothing is deleted");
+}
+
+#[test]
+fn a_successful_preset_restore_brings_the_old_version_back() {
+    let mut r = with_verify(with_preset(release("2.0")));
+    r.spec.rollback.database = DatabaseRollback::Restore;
+    let mut world = World::new(r, cluster("1.0"));
+    world.run(5);
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-1")),
+    );
+    world.run(20);
+    world.finish_job(
+        "verify",
+        JobOutcome::Failed("smoke test failed".into()),
+        None,
+    );
+    world.step();
+    world.settle_deployments();
+    world
+        .cluster
+        .deployments
+        .values_mut()
+        .for_each(|d| d.status_replicas = 0);
+    assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    world.finish_job("restore", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(10), None);
+    assert_eq!(world.cluster.deployments["backend"].replicas, 3);
+    assert_eq!(world.cluster.deployments["frontend"].replicas, 2);
+    assert_eq!(
+        image_of(&world, "backend", "backend"),
+        "ghcr.io/meet/backend:1.0"
+    );
+    assert_eq!(ready(world.status()), (False, "RolledBack".into()));
+}
+
+/// 15 upgrades with keepLast 5: after each, the inventory is exactly the 5 newest backups,
+/// the prune list handed to each backup Job is exactly what falls out, and the backup the
+/// last upgrade used is never in it.
+#[test]
+fn retention_over_fifteen_upgrades_keeps_exactly_the_five_newest() {
+    let mut r = with_preset(release("1"));
+    r.spec.backup.as_mut().unwrap().keep_last = 5;
+    let mut world = World::new(r, cluster("1"));
+    for v in 2..=16_i64 {
+        let n = v - 1;
+        world.set_version(&v.to_string());
+        let job = world.run(5).unwrap();
+        assert_eq!(job, format!("meet-backup-{n}"));
+        let request = created_jobs(&world).pop().unwrap();
+        let last_used = world.status().history.iter().find_map(|h| h.backup.clone());
+        if let Some(used) = &last_used {
+            assert!(!request.prune.contains(used), "{used} is in use");
+        }
+        // The inventory holds backups n-5 … n-1; the new one makes five, so n-5 goes.
+        let expected: Vec<String> = if n > 5 {
+            vec![format!("meet-backup-{}", n - 5)]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(request.prune, expected, "upgrade {n}");
+        world.advance(Duration::from_secs(60));
+        world.finish_job(&job, JobOutcome::Succeeded, Some(&preset_report(&job)));
+        assert_eq!(world.run(20), None);
+        let ids: Vec<String> = world
+            .status()
+            .backups
+            .iter()
+            .map(|b| b.id.clone())
+            .collect();
+        let newest: Vec<String> = (n.saturating_sub(4).max(1)..=n)
+            .rev()
+            .map(|i| format!("meet-backup-{i}"))
+            .collect();
+        assert_eq!(ids, newest, "after upgrade {n}");
+        assert_eq!(
+            world.status().current_version.as_deref(),
+            Some(v.to_string().as_str())
+        );
+    }
+}
+
+#[test]
+fn max_age_prunes_old_backups_but_never_the_one_in_use() {
+    let mut r = with_preset(release("1"));
+    let backup = r.spec.backup.as_mut().unwrap();
+    backup.keep_last = 10;
+    backup.max_age = Some("1d".into());
+    let mut world = World::new(r, cluster("1"));
+    for v in 2..=4 {
+        world.set_version(&v.to_string());
+        let job = world.run(5).unwrap();
+        world.finish_job(&job, JobOutcome::Succeeded, Some(&preset_report(&job)));
+        assert_eq!(world.run(20), None);
+        world.advance(Duration::from_secs(20 * 3600));
+    }
+    // Backups 1, 2, 3 were taken at 0h, 20h, 40h. Backup 1 was already more than a day old
+    // when backup 3 was taken, and went with it.
+    let ids: Vec<_> = world
+        .status()
+        .backups
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(ids, ["meet-backup-3", "meet-backup-2"]);
+    // Now, at 60h, backup 2 is older than a day; backup 3 is young (and in use anyway).
+    world.set_version("5");
+    world.run(5).unwrap();
+    let request = created_jobs(&world).pop().unwrap();
+    assert_eq!(request.prune, ["meet-backup-2"]);
+    // Even when it is old, the last upgrade's backup stays.
+    world.advance(Duration::from_secs(30 * 24 * 3600));
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-4")),
+    );
+    assert_eq!(world.run(20), None);
+    world.set_version("6");
+    world.run(5).unwrap();
+    let request = created_jobs(&world).pop().unwrap();
+    assert!(request.prune.contains(&"meet-backup-3".to_string()));
+    assert!(
+        !request.prune.contains(&"meet-backup-4".to_string()),
+        "in use by the last upgrade"
+    );
+}
+
+#[test]
+fn keep_last_one_still_keeps_the_backup_the_last_upgrade_used() {
+    let mut r = with_verify(with_preset(release("1.0")));
+    r.spec.backup.as_mut().unwrap().keep_last = 1;
+    r.spec.rollback.database = DatabaseRollback::Restore;
+    let mut world = World::new(r, cluster("1.0"));
+    // Upgrade to 2.0 fails its verification and is rolled back with backup 1.
+    world.set_version("2.0");
+    world.run(5);
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-1")),
+    );
+    world.run(20);
+    world.finish_job("verify", JobOutcome::Failed("smoke".into()), None);
+    world.step();
+    world.settle_deployments();
+    world
+        .cluster
+        .deployments
+        .values_mut()
+        .for_each(|d| d.status_replicas = 0);
+    world.run(5);
+    world.finish_job("restore", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(10), None);
+    assert_eq!(
+        world.status().history[0].backup.as_deref(),
+        Some("meet-backup-1")
+    );
+    // The next upgrade may not prune backup 1: the last upgrade depended on it.
+    world.set_version("3.0");
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-2"));
+    let request = created_jobs(&world).pop().unwrap();
+    assert!(request.prune.is_empty(), "{:?}", request.prune);
+    world.finish_job(
+        "backup",
+        JobOutcome::Succeeded,
+        Some(&preset_report("meet-backup-2")),
+    );
+    world.run(20);
+    let ids: Vec<_> = world
+        .status()
+        .backups
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(ids, ["meet-backup-2", "meet-backup-1"]);
 }

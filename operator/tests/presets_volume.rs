@@ -1,0 +1,355 @@
+//! The volume preset's exact Job scripts against a real directory tree: files of many sizes,
+//! binary content, dotfiles, nested and empty directories, symlinks, permissions.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use apprelease_operator::api::{BackupPreset, BackupStorage, VolumePreset};
+use apprelease_operator::jobs::names::JobKind;
+use support::*;
+
+const DATA_CLAIM: &str = "shop-data";
+
+fn preset() -> BackupPreset {
+    BackupPreset::Volume(VolumePreset {
+        claim: DATA_CLAIM.into(),
+        storage: BackupStorage { pvc: CLAIM.into() },
+        image: None,
+    })
+}
+
+/// What a file tree is: relative path → (kind, mode, sha256 of content or link target).
+fn manifest(root: &Path) -> BTreeMap<String, (char, u32, String)> {
+    let mut out = BTreeMap::new();
+    let sums = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("cd \"$1\" && find . -type f -exec sha256sum {} +")
+            .arg("sh")
+            .arg(root),
+    );
+    let sums: BTreeMap<String, String> = sums
+        .lines()
+        .map(|l| {
+            let (sum, path) = l.split_once("  ").unwrap();
+            (path.trim_start_matches("./").to_string(), sum.to_string())
+        })
+        .collect();
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        sums: &BTreeMap<String, String>,
+        out: &mut BTreeMap<String, (char, u32, String)>,
+    ) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap().display().to_string();
+                out.insert(rel, ('l', 0, target));
+            } else if meta.is_dir() {
+                out.insert(rel, ('d', mode, String::new()));
+                walk(root, &path, sums, out);
+            } else {
+                let sum = sums.get(&rel).cloned().unwrap_or_default();
+                out.insert(rel, ('f', mode, sum));
+            }
+        }
+    }
+    walk(root, root, &sums, &mut out);
+    out
+}
+
+/// 1000 files: nested directories, sizes from empty to 64 KiB, binary content, dotfiles,
+/// names with spaces and unicode, an empty directory, symlinks, and a few odd permissions.
+fn seed(root: &Path, files: usize) {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..files {
+        let dir = root.join(format!("uploads/{:02}/{}", i % 17, i % 5));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = match i % 10 {
+            0 => format!(".hidden-{i}"),
+            1 => format!("photo {i} ünïcødé.jpg"),
+            _ => format!("file-{i}.bin"),
+        };
+        let size = match i % 7 {
+            0 => 0,
+            1 => 1,
+            2 => 65_536,
+            _ => (i * 131) % 9000,
+        };
+        let bytes: Vec<u8> = (0..size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        if i % 50 == 3 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        if i % 50 == 4 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    std::fs::create_dir_all(root.join("empty/dir")).unwrap();
+    symlink("uploads/00/0", root.join("latest")).unwrap();
+    symlink("../../does-not-exist", root.join("uploads/dangling")).unwrap();
+    std::fs::write(root.join(".config"), "top-level dotfile\n").unwrap();
+}
+
+fn backup_file(claim: &Path, id: &str) -> PathBuf {
+    claim
+        .join(NAMESPACE)
+        .join(RELEASE)
+        .join(format!("{id}.tar.gz"))
+}
+
+#[test]
+fn volume_backup_damage_restore_round_trip_loses_nothing() {
+    round_trip(false);
+}
+
+/// The same with BusyBox sh and applets, as in the default image (alpine).
+#[test]
+fn volume_round_trip_with_busybox_as_in_alpine() {
+    round_trip(true);
+}
+
+fn round_trip(busybox: bool) {
+    require("tar", "tar");
+    let scratch = Scratch::new("volume");
+    let data = scratch.dir("data");
+    let claim = scratch.dir("claim");
+    seed(&data, 1000);
+    let before = manifest(&data);
+    let files_before = before.values().filter(|(k, _, _)| *k == 'f').count();
+    assert!(files_before >= 1000);
+    let mut mounts = Mounts::default()
+        .claim(CLAIM, &claim)
+        .claim(DATA_CLAIM, &data);
+    if busybox {
+        mounts = mounts.busybox(&scratch, &[]);
+    }
+
+    let mut operator = Operator::new(preset());
+    let backup = operator.until_job(JobKind::Backup);
+    let container = operator.job_container(&backup);
+    let run = run_container(&container, &BTreeMap::new(), &mounts, &scratch);
+    run.assert_succeeded("backup");
+    operator.job_finished(&backup, &run);
+    check_recorded(&operator, &run, &claim, &format!("{}.tar.gz", backup.name));
+    assert_eq!(
+        manifest(&data),
+        before,
+        "the backup does not change the volume"
+    );
+
+    // Damage: files deleted and overwritten, a directory removed, new files and dirs added.
+    let mut n = 0;
+    for (rel, (kind, _, _)) in &before {
+        if *kind != 'f' {
+            continue;
+        }
+        n += 1;
+        let path = data.join(rel);
+        if n % 3 == 0 {
+            std::fs::remove_file(&path).unwrap();
+        } else if n % 10 == 1 {
+            std::fs::write(&path, b"overwritten by the new version").unwrap();
+        }
+    }
+    std::fs::remove_dir_all(data.join("uploads/05")).unwrap();
+    std::fs::remove_dir_all(data.join("empty")).unwrap();
+    std::fs::create_dir_all(data.join("new-version/cache")).unwrap();
+    std::fs::write(data.join("new-version/cache/x"), "new").unwrap();
+    std::fs::write(data.join(".new-dotfile"), "new").unwrap();
+    assert_ne!(manifest(&data), before);
+
+    let restore = operator.until_job(JobKind::Restore);
+    let run = run_container(
+        &operator.job_container(&restore),
+        &BTreeMap::new(),
+        &mounts,
+        &scratch,
+    );
+    run.assert_succeeded("restore");
+    operator.job_finished(&restore, &run);
+
+    let after = manifest(&data);
+    let lost = before.keys().filter(|k| !after.contains_key(*k)).count();
+    let changed = before
+        .iter()
+        .filter(|(k, v)| after.get(*k).is_some_and(|a| a != *v))
+        .count();
+    let extra = after.keys().filter(|k| !before.contains_key(*k)).count();
+    println!(
+        "volume round trip{}: {} entries compared ({files_before} files, sha256 each), {lost} lost, {changed} changed, {extra} extra",
+        if busybox { " (busybox)" } else { "" },
+        before.len()
+    );
+    assert_eq!((lost, changed, extra), (0, 0, 0));
+    assert_eq!(after, before);
+}
+
+#[test]
+fn volume_backup_failures_write_no_report_and_record_nothing() {
+    require("tar", "tar");
+    let scratch = Scratch::new("volume-fail");
+    let data = scratch.dir("data");
+    seed(&data, 200);
+    let good_claim = scratch.dir("claim");
+    let full = TinyFs::mount(&scratch.path.join("full"), "size=64k");
+    let read_only = TinyFs::mount(&scratch.path.join("ro"), "ro,size=64k");
+    let unreadable_data = scratch.path.join("not-mounted");
+    let cases: Vec<(&str, PathBuf, PathBuf, &str)> = vec![
+        (
+            "unwritable claim",
+            read_only.path.clone(),
+            data.clone(),
+            "Read-only file system",
+        ),
+        (
+            "full disk",
+            full.path.clone(),
+            data.clone(),
+            "No space left on device",
+        ),
+        (
+            "archived claim not mounted",
+            good_claim.clone(),
+            unreadable_data,
+            "is not mounted",
+        ),
+    ];
+    for (why, claim, data, cause) in cases {
+        let mut operator = Operator::new(preset());
+        let backup = operator.until_job(JobKind::Backup);
+        let mounts = Mounts::default()
+            .claim(CLAIM, &claim)
+            .claim(DATA_CLAIM, &data);
+        let run = run_container(
+            &operator.job_container(&backup),
+            &BTreeMap::new(),
+            &mounts,
+            &scratch,
+        );
+        run.assert_failed_without_report(why);
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("failed"))
+            .unwrap_or("");
+        println!("volume {why}: exit {:?}: {line}", run.code);
+        assert!(
+            run.stderr.contains("apprelease volume backup failed") && run.stderr.contains(cause),
+            "{why}: {}",
+            run.stderr
+        );
+        assert!(
+            files_under(&claim).is_empty(),
+            "{why}: {:?}",
+            files_under(&claim)
+        );
+        let decision = operator.job_finished(&backup, &run);
+        assert_backup_not_recorded(&operator, &decision, why);
+    }
+    drop(full);
+    drop(read_only);
+}
+
+#[test]
+fn volume_restore_that_cannot_fit_changes_nothing() {
+    require("tar", "tar");
+    let scratch = Scratch::new("volume-nofit");
+    let claim = scratch.dir("claim");
+    // The volume is a small filesystem: the archive's content fits once, not twice.
+    let small = TinyFs::mount(&scratch.path.join("data"), "size=512k");
+    let data = small.path.clone();
+    for i in 0..5 {
+        std::fs::write(data.join(format!("f{i}")), vec![i as u8 + 1; 80 * 1024]).unwrap();
+    }
+    let mounts = Mounts::default()
+        .claim(CLAIM, &claim)
+        .claim(DATA_CLAIM, &data);
+    let mut operator = Operator::new(preset());
+    let backup = operator.until_job(JobKind::Backup);
+    let run = run_container(
+        &operator.job_container(&backup),
+        &BTreeMap::new(),
+        &mounts,
+        &scratch,
+    );
+    run.assert_succeeded("backup");
+    operator.job_finished(&backup, &run);
+    // The new version filled the volume differently.
+    std::fs::remove_file(data.join("f0")).unwrap();
+    std::fs::write(data.join("new"), vec![9u8; 60 * 1024]).unwrap();
+    let current = manifest(&data);
+    let restore = operator.until_job(JobKind::Restore);
+    let run = run_container(
+        &operator.job_container(&restore),
+        &BTreeMap::new(),
+        &mounts,
+        &scratch,
+    );
+    assert!(!run.succeeded(), "{}", run.stdout);
+    assert!(run.stderr.contains("was not changed"), "{}", run.stderr);
+    assert_eq!(
+        manifest(&data),
+        current,
+        "a restore that cannot fit changes nothing"
+    );
+    println!(
+        "volume restore without room: refused before deleting anything: {}",
+        run.stderr.lines().last().unwrap_or("")
+    );
+    drop(small);
+}
+
+#[test]
+fn volume_restore_refuses_a_damaged_archive() {
+    require("tar", "tar");
+    let scratch = Scratch::new("volume-corrupt");
+    let data = scratch.dir("data");
+    let claim = scratch.dir("claim");
+    seed(&data, 50);
+    let mounts = Mounts::default()
+        .claim(CLAIM, &claim)
+        .claim(DATA_CLAIM, &data);
+    let mut operator = Operator::new(preset());
+    let backup = operator.until_job(JobKind::Backup);
+    let run = run_container(
+        &operator.job_container(&backup),
+        &BTreeMap::new(),
+        &mounts,
+        &scratch,
+    );
+    run.assert_succeeded("backup");
+    operator.job_finished(&backup, &run);
+    std::fs::write(data.join("after-the-backup"), "x").unwrap();
+    let current = manifest(&data);
+    let file = backup_file(&claim, &backup.name);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&file, bytes).unwrap();
+    let restore = operator.until_job(JobKind::Restore);
+    let run = run_container(
+        &operator.job_container(&restore),
+        &BTreeMap::new(),
+        &mounts,
+        &scratch,
+    );
+    assert!(!run.succeeded());
+    assert!(run.stderr.contains("checksum"), "{}", run.stderr);
+    assert_eq!(manifest(&data), current, "the volume was not touched");
+}
