@@ -48,11 +48,16 @@ fn spawn(
                 tracing::error!("a simulated controller pass panicked; continuing");
             }
             tokio::select! {
-                // Lagging only means several changes piled up; one pass covers them all.
                 _ = changes.recv() => {}
                 _ = sleep(tick) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
+            // One pass covers every change that piled up meanwhile (a lagged receiver too).
+            while !matches!(
+                changes.try_recv(),
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                    | tokio::sync::broadcast::error::TryRecvError::Closed)
+            ) {}
         }
     })
 }
