@@ -5,7 +5,7 @@
 //! ProgressDeadlineExceeded. The pods live in this controller's memory; `replicas` mirrors
 //! them into ReplicaSet and Pod objects for clients to look at.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -27,8 +27,6 @@ pub(super) struct SimPod {
     created: Instant,
     /// Wall-clock creation time.
     pub started_at: String,
-    /// Whether its Pod object was created (a missing one then means someone deleted it).
-    pub materialized: bool,
     /// Ready as of the last pass.
     pub ready: bool,
     /// Whether one of its images is faulted to crash.
@@ -47,6 +45,10 @@ pub(super) struct Rollout {
     pub templates: BTreeMap<String, Value>,
     /// Revision number of each template hash.
     pub revisions: BTreeMap<String, u64>,
+    /// Names of the Pod objects made for its pods.
+    pub objects: BTreeSet<String>,
+    /// Signature of the last complete sync of its objects (see `replicas`).
+    pub synced: Option<u64>,
     last_progress: Option<Instant>,
     last_counts: (usize, usize, usize),
 }
@@ -137,8 +139,10 @@ impl DeploymentController {
         let mut progressed = rollout.switch_template(&hash, template);
         // A pod whose object someone deleted is gone; the rollout below replaces it.
         let pods_key = registry::builtin("Pod").key();
+        // (A pod whose object was never made has nothing to be deleted.)
+        let objects = &rollout.objects;
         rollout.pods.retain(|p| {
-            !p.materialized
+            !objects.contains(&p.name)
                 || cluster
                     .store
                     .contains(&pods_key, meta::namespace(d), &p.name)
@@ -159,7 +163,6 @@ impl DeploymentController {
                 images: wanted_images.clone(),
                 created: now,
                 started_at: meta::now(),
-                materialized: false,
                 ready: false,
                 crashing: false,
                 ready_at: None,

@@ -8,7 +8,18 @@ use serde_json::{Value, json};
 use crate::cluster::Cluster;
 use crate::meta;
 use crate::registry;
-use crate::store::{DeleteOptions, Owned, Target};
+use crate::store::{Change, ChangeType, DeleteOptions, Owned, Target};
+
+/// Whether a change can leave garbage behind: a deletion, a deletion being started, or
+/// an object created with owners (which may not exist).
+pub fn concerns(change: &Change) -> bool {
+    change.type_ == ChangeType::Deleted
+        || change
+            .object
+            .pointer("/metadata/deletionTimestamp")
+            .is_some()
+        || (change.type_ == ChangeType::Added && !meta::owner_uids(&change.object).is_empty())
+}
 
 /// One garbage collection pass over the whole store.
 pub fn sweep(cluster: &Cluster) {

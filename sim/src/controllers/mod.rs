@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
 use crate::cluster::Cluster;
+use crate::store::{Change, ChangeType, Changes};
 
 /// Real time between reconcile passes when nothing changes.
 const TICK: Duration = Duration::from_millis(50);
@@ -23,19 +26,29 @@ pub fn start(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
     let mut deployments = deployment::DeploymentController::default();
     let mut jobs = job::JobController::default();
     vec![
-        spawn(cluster.clone(), None, gc::sweep),
-        spawn(cluster.clone(), Some(TICK), move |c| {
-            deployments.reconcile_all(c)
-        }),
-        spawn(cluster.clone(), Some(TICK), move |c| jobs.reconcile_all(c)),
+        spawn(cluster.clone(), None, gc::concerns, gc::sweep),
+        spawn(
+            cluster.clone(),
+            Some(TICK),
+            // Deployments, and pods someone deleted (they get replaced).
+            |c| c.key == "deployments.apps" || (c.key == "pods" && c.type_ == ChangeType::Deleted),
+            move |c| deployments.reconcile_all(c),
+        ),
+        spawn(
+            cluster.clone(),
+            Some(TICK),
+            |c| c.key == "jobs.batch",
+            move |c| jobs.reconcile_all(c),
+        ),
     ]
 }
 
-/// Runs `pass` after each batch of store changes and, for controllers that follow
+/// Runs `pass` after store changes it is `concerned` with and, for controllers that follow
 /// simulated time, every `tick`, until shutdown.
 fn spawn(
     cluster: Arc<Cluster>,
     tick: Option<Duration>,
+    concerned: fn(&Change) -> bool,
     mut pass: impl FnMut(&Cluster) + Send + 'static,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -48,18 +61,30 @@ fn spawn(
                 tracing::error!("a simulated controller pass panicked; continuing");
             }
             tokio::select! {
-                _ = changes.recv() => {}
+                _ = next_concern(&mut changes, concerned) => {}
                 _ = sleep(tick) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            // One pass covers every change that piled up meanwhile (a lagged receiver too).
+            // One pass covers every change that piled up meanwhile.
             while !matches!(
                 changes.try_recv(),
-                Err(tokio::sync::broadcast::error::TryRecvError::Empty
-                    | tokio::sync::broadcast::error::TryRecvError::Closed)
+                Err(TryRecvError::Empty | TryRecvError::Closed)
             ) {}
         }
     })
+}
+
+/// Waits for a change the controller is concerned with (a lagged receiver may have missed
+/// one, so that counts too; a closed channel never wakes it).
+async fn next_concern(changes: &mut Changes, concerned: fn(&Change) -> bool) {
+    loop {
+        match changes.recv().await {
+            Ok(change) if concerned(&change) => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
+    }
 }
 
 async fn sleep(tick: Option<Duration>) {

@@ -15,13 +15,42 @@ use crate::store::{DeleteOptions, Target};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
+/// What the objects are made from; when it has not changed since the last complete sync,
+/// there is nothing to write (this runs on every pass, for every Deployment).
+fn signature(d: &Value, rollout: &Rollout) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    if rollout.pods.iter().any(|p| p.crashing) {
+        // Restart counts of crashing pods move with time.
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta::uid(d).hash(&mut h);
+    d.pointer("/spec/replicas")
+        .map(Value::to_string)
+        .hash(&mut h);
+    d.pointer("/spec/selector")
+        .map(Value::to_string)
+        .hash(&mut h);
+    for p in &rollout.pods {
+        (&p.name, &p.template_hash, p.ready).hash(&mut h);
+    }
+    rollout.revisions.hash(&mut h);
+    Some(h.finish())
+}
+
 /// Brings ReplicaSets, Pods and the Deployment's revision annotation in line with `rollout`.
 pub(super) fn sync(cluster: &Cluster, d: &Value, rollout: &mut Rollout) {
+    annotate_revision(cluster, d, rollout);
+    let signature = signature(d, rollout);
+    if signature.is_some() && signature == rollout.synced {
+        return;
+    }
     let rs_rt = registry::builtin("ReplicaSet");
     let pod_rt = registry::builtin("Pod");
     let ns = meta::namespace(d);
     let name = meta::name(d);
     let keep = revisions_to_keep(d, rollout);
+    let mut complete = true;
     let mut owners: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (hash, template) in &rollout.templates {
         let rs_name = format!("{name}-{hash}");
@@ -38,11 +67,22 @@ pub(super) fn sync(cluster: &Cluster, d: &Value, rollout: &mut Rollout) {
             .filter(|p| p.template_hash == *hash)
             .collect();
         let revision = rollout.revisions.get(hash).copied().unwrap_or(1);
-        if let Some(uid) = upsert_replica_set(cluster, &rs_rt, d, hash, template, &pods, revision) {
-            owners.insert(hash.clone(), (rs_name, uid));
+        match upsert_replica_set(cluster, &rs_rt, d, hash, template, &pods, revision) {
+            Some(uid) => {
+                owners.insert(hash.clone(), (rs_name, uid));
+            }
+            None => complete = false,
         }
     }
-    sync_pods(cluster, &pod_rt, d, rollout, &owners);
+    complete &= sync_pods(cluster, &pod_rt, d, rollout, &owners);
+    // After a conflict or a failed write the next pass tries again.
+    rollout.synced = signature.filter(|_| complete);
+}
+
+/// Keeps `deployment.kubernetes.io/revision` on the Deployment at its current revision.
+fn annotate_revision(cluster: &Cluster, d: &Value, rollout: &Rollout) {
+    let ns = meta::namespace(d);
+    let name = meta::name(d);
     let current = rollout
         .revisions
         .values()
@@ -103,7 +143,7 @@ fn with_hash(labels: Option<&Value>, hash: &str) -> Value {
     Value::Object(labels)
 }
 
-/// Creates or updates one ReplicaSet; returns its uid.
+/// Creates or updates one ReplicaSet; returns its uid, or None when a write failed.
 fn upsert_replica_set(
     cluster: &Cluster,
     rt: &ResourceType,
@@ -146,14 +186,11 @@ fn upsert_replica_set(
     {
         meta::set(&mut existing, &["spec"], spec);
         meta::set(&mut existing, &["metadata", "annotations"], annotations);
-        match cluster.store.update(rt, existing, Target::Main) {
-            Ok(updated) => existing = updated,
-            Err(_) => return Some(uid),
-        }
+        existing = cluster.store.update(rt, existing, Target::Main).ok()?;
     }
     if existing.get("status") != Some(&status) {
         meta::set(&mut existing, &["status"], status);
-        let _ = cluster.store.update(rt, existing, Target::Status);
+        cluster.store.update(rt, existing, Target::Status).ok()?;
     }
     Some(uid)
 }
@@ -192,26 +229,29 @@ fn pod_status(pod: &SimPod, template: &Value, crash_restarts: u64) -> Value {
            "containerStatuses": containers})
 }
 
+/// Creates, updates and deletes Pod objects; false when a write failed.
 fn sync_pods(
     cluster: &Cluster,
     rt: &ResourceType,
     d: &Value,
     rollout: &mut Rollout,
     owners: &BTreeMap<String, (String, String)>,
-) {
+) -> bool {
     let ns = meta::namespace(d);
-    let owner_uids: Vec<&str> = owners.values().map(|(_, uid)| uid.as_str()).collect();
-    // Pods of this Deployment that the rollout no longer has were scaled away.
-    let (existing, _) = cluster.store.list(&rt.key(), Some(ns));
-    for pod in existing {
-        let ours = meta::owner_uids(&pod)
-            .iter()
-            .any(|u| owner_uids.contains(&u.as_str()));
-        if ours && !rollout.pods.iter().any(|p| p.name == meta::name(&pod)) {
-            let _ = cluster
-                .store
-                .delete(rt, ns, meta::name(&pod), &DeleteOptions::default());
-        }
+    let mut complete = true;
+    // Pods the rollout no longer has were scaled away (or deleted by someone).
+    let gone: Vec<String> = rollout
+        .objects
+        .iter()
+        .filter(|n| !rollout.pods.iter().any(|p| p.name == **n))
+        .cloned()
+        .collect();
+    for name in gone {
+        // Already deleted by someone else is fine.
+        let _ = cluster
+            .store
+            .delete(rt, ns, &name, &DeleteOptions::default());
+        rollout.objects.remove(&name);
     }
     for pod in rollout.pods.iter_mut() {
         if pod.ready && pod.ready_at.is_none() {
@@ -221,6 +261,7 @@ fn sync_pods(
             rollout.templates.get(&pod.template_hash),
             owners.get(&pod.template_hash),
         ) else {
+            complete = false;
             continue;
         };
         let restarts = if pod.crashing {
@@ -236,7 +277,7 @@ fn sync_pods(
             0
         };
         let status = pod_status(pod, template, restarts);
-        if !pod.materialized {
+        if !rollout.objects.contains(&pod.name) {
             let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
             meta::set(&mut spec, &["nodeName"], json!("sim-node"));
             let obj = json!({"apiVersion": "v1", "kind": "Pod",
@@ -246,16 +287,20 @@ fn sync_pods(
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                         "name": rs_name, "uid": rs_uid, "controller": true, "blockOwnerDeletion": true}]},
                 "spec": spec, "status": status});
-            // Either way the object now exists (an AlreadyExists means an earlier pass made it).
-            let _ = cluster.store.create(rt, obj);
-            pod.materialized = true;
+            match cluster.store.create(rt, obj) {
+                Ok(_) => {
+                    rollout.objects.insert(pod.name.clone());
+                }
+                Err(_) => complete = false,
+            }
             continue;
         }
         if let Some(mut obj) = cluster.store.get(&rt.key(), ns, &pod.name)
             && obj.get("status") != Some(&status)
         {
             meta::set(&mut obj, &["status"], status);
-            let _ = cluster.store.update(rt, obj, Target::Status);
+            complete &= cluster.store.update(rt, obj, Target::Status).is_ok();
         }
     }
+    complete
 }
