@@ -315,15 +315,17 @@ fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         || waited >= timeout
     {
         let why = if deployment.deadline_exceeded {
-            "its progress deadline was exceeded"
+            "its progress deadline was exceeded".to_string()
         } else {
-            "the rollout timeout passed"
+            format!(
+                "the rollout timeout of {} passed",
+                plan.spec.rollout.timeout
+            )
         };
         let message = format!(
-            "Deployment {} did not become available with {} within {} ({why}; {})",
+            "Deployment {} did not become available with {}: {why} ({})",
             target.deployment,
             upgrade.to,
-            plan.spec.rollout.timeout,
             deployment.progress()
         );
         return rollback::start(plan, "RolloutFailed", message);
