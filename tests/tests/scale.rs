@@ -1,0 +1,54 @@
+//! Scenario 10: a hundred AppReleases upgraded at once all converge.
+
+use apprelease_e2e::fixtures::{self, Jobs, REPOSITORY, V1, V2};
+use apprelease_e2e::{Scenario, inspect};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+#[tokio::test]
+async fn s10_a_hundred_releases_upgrade_at_once() -> anyhow::Result<()> {
+    let s = Scenario::start("scale").await?;
+    let deployments: Api<Deployment> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    let names: Vec<String> = (0..100).map(|i| format!("app-{i:03}")).collect();
+    for name in &names {
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": format!("{REPOSITORY}:{V1}")}]}}}
+        });
+        deployments
+            .patch(name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
+            .await?;
+        let mut release = fixtures::release(&s.cluster, name, V1, &Jobs::default());
+        release.spec.targets.truncate(1);
+        release.spec.targets[0].deployment = name.clone();
+        release.spec.targets[0].containers = None;
+        release.spec.migration = None;
+        release.spec.verify = None;
+        fixtures::apply(&s.cluster, &release).await?;
+    }
+    for name in &names {
+        s.wait_ready(name, V1).await?;
+    }
+    for name in &names {
+        fixtures::set_version(&s.cluster, name, V2).await?;
+    }
+    for name in &names {
+        let status = s.wait_ready(name, V2).await?;
+        assert_eq!(status.backups.len(), 1, "{name}");
+    }
+    for name in &names {
+        let d = deployments.get(name).await?;
+        assert_eq!(
+            d.spec.unwrap().template.spec.unwrap().containers[0]
+                .image
+                .as_deref(),
+            Some(format!("{REPOSITORY}:{V2}").as_str())
+        );
+    }
+    assert_eq!(inspect::each_job_ran_once(&s.cluster).await?, 100);
+    Ok(())
+}
