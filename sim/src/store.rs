@@ -17,8 +17,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::registry::{CRD_GROUP, ResourceType};
 
-/// How many changes are kept for watches resuming from an older resourceVersion.
-const HISTORY_LIMIT: usize = 20_000;
+/// How many changes are kept for watches resuming from an older resourceVersion (each holds
+/// the object before and after; a real server's etcd compacts every few minutes instead).
+const HISTORY_LIMIT: usize = 10_000;
 /// Buffer of the fan-out channel; a watch that falls this far behind is ended with 410.
 const CHANNEL_CAPACITY: usize = 8_192;
 

@@ -88,7 +88,11 @@ pub fn json_response(code: u16, body: &Value) -> Response {
 /// Kubernetes paths (optional namespace, subresources, CRDs appearing at runtime) do not fit
 /// a static route table.
 pub fn router(cluster: Arc<Cluster>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(cluster)
+    // A real API server takes request bodies up to 3 MiB (axum's default is 2 MiB).
+    axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(3 << 20))
+        .with_state(cluster)
 }
 
 async fn handle(
