@@ -146,6 +146,12 @@ async fn kubectl_applies_gets_describes_waits_patches_and_deletes() {
         .await;
     assert!(out.contains("serverside-applied"), "{out}");
 
+    let explained = kubectl.ok(&["explain", "widgets.spec"], None).await;
+    assert!(
+        explained.contains("size") && explained.contains("<integer>"),
+        "{explained}"
+    );
+
     // Client-side apply of a custom resource, then printer columns.
     kubectl.ok(&["apply", "-f", "-"], Some(WIDGET)).await;
     let table = kubectl.ok(&["get", "widgets"], None).await;

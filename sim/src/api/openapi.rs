@@ -1,13 +1,15 @@
 //! A minimal OpenAPI v3 surface. kubectl downloads it to decide whether the server
 //! validates fields itself (`fieldValidation`); when it does, kubectl skips client-side
 //! schema validation, so these documents only need each kind's PATCH operation with that
-//! parameter. Schemas are not published (`kubectl explain` is not supported). Strategic
+//! parameter. CRD schemas are published too (for `kubectl explain`); the schemas of the
+//! built-in kinds are not. Strategic
 //! merge is deliberately not advertised: kubectl then falls back to its built-in type
 //! knowledge for patches of built-ins, and to JSON merge patches for custom resources.
 
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
+use crate::meta;
 use crate::registry::ResourceType;
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -52,7 +54,14 @@ pub fn group_version(types: &[ResourceType], group: &str, version: &str) -> ApiR
         return Err(ApiError::unknown_path());
     }
     let mut paths = Map::new();
+    let mut schemas = Map::new();
     for t in served {
+        if let Some(schema) = &t.schema {
+            schemas.insert(
+                schema_name(t, version),
+                published_schema(t, version, schema),
+            );
+        }
         let prefix = format!("/{}", gv_path(group, version));
         let path = if t.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
@@ -87,6 +96,43 @@ pub fn group_version(types: &[ResourceType], group: &str, version: &str) -> ApiR
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (apprelease-sim)", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
+}
+
+/// `com.example.v1.Widget`, the naming real servers use for CRD schemas.
+fn schema_name(t: &ResourceType, version: &str) -> String {
+    let reversed: Vec<&str> = t.group.split('.').rev().collect();
+    format!("{}.{version}.{}", reversed.join("."), t.kind)
+}
+
+/// A CRD's schema as published for `kubectl explain`: tagged with its group-version-kind,
+/// with the standard apiVersion/kind/metadata fields described.
+fn published_schema(t: &ResourceType, version: &str, schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    schema["x-kubernetes-group-version-kind"] =
+        json!([{"group": t.group, "version": version, "kind": t.kind}]);
+    let standard = [
+        (
+            "apiVersion",
+            "APIVersion defines the versioned schema of this representation of an object.",
+        ),
+        (
+            "kind",
+            "Kind is a string value representing the REST resource this object represents.",
+        ),
+    ];
+    for (field, description) in standard {
+        meta::set(
+            &mut schema,
+            &["properties", field],
+            json!({"type": "string", "description": description}),
+        );
+    }
+    meta::set(
+        &mut schema,
+        &["properties", "metadata"],
+        json!({"type": "object", "description": "Standard object's metadata."}),
+    );
+    schema
 }
