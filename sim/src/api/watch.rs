@@ -207,9 +207,11 @@ pub fn watch(cluster: &Arc<Cluster>, req: &Request, effects: &[ApiEffect]) -> Ap
             Err(gone) => return Ok(streaming(futures::stream::iter([error_line(&gone)]))),
         }
     };
+    // Zero, like absent, means the server's own timeout.
     let timeout = req
         .param("timeoutSeconds")
         .and_then(|t| t.parse().ok())
+        .filter(|t| *t > 0)
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
     let drop_after = effects.iter().find_map(|e| match e {
