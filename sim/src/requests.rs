@@ -26,11 +26,14 @@ pub struct RequestRecord {
     pub user_agent: String,
 }
 
-/// A (verb, resource) count, as `/sim/requests` reports it.
+/// A (verb, group, resource) count, as `/sim/requests` reports it: together they are what
+/// an RBAC rule has to allow.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Count {
     /// Verb.
     pub verb: String,
+    /// API group ("" for core).
+    pub group: String,
     /// Resource (with subresource).
     pub resource: String,
     /// Requests seen.
@@ -39,7 +42,7 @@ pub struct Count {
 
 #[derive(Default)]
 struct State {
-    counts: BTreeMap<(String, String), u64>,
+    counts: BTreeMap<(String, String, String), u64>,
     recent: VecDeque<RequestRecord>,
 }
 
@@ -61,7 +64,11 @@ impl RequestLog {
     pub fn record(&self, record: RequestRecord) {
         let mut s = self.lock();
         *s.counts
-            .entry((record.verb.clone(), record.resource.clone()))
+            .entry((
+                record.verb.clone(),
+                record.group.clone(),
+                record.resource.clone(),
+            ))
             .or_default() += 1;
         s.recent.push_back(record);
         if s.recent.len() > LOG_LIMIT {
@@ -69,13 +76,14 @@ impl RequestLog {
         }
     }
 
-    /// Requests with this verb on this resource (`("create", "jobs")`).
+    /// Requests with this verb on this resource in any group (`("create", "jobs")`).
     pub fn count(&self, verb: &str, resource: &str) -> u64 {
         self.lock()
             .counts
-            .get(&(verb.to_string(), resource.to_string()))
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|((v, _, r), _)| v == verb && r == resource)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// All writes (create, update, patch, delete) to a resource, subresources included.
@@ -83,7 +91,7 @@ impl RequestLog {
         self.lock()
             .counts
             .iter()
-            .filter(|((verb, res), _)| {
+            .filter(|((verb, _, res), _)| {
                 WRITE_VERBS.contains(&verb.as_str())
                     && (res == resource || res.starts_with(&format!("{resource}/")))
             })
@@ -91,13 +99,14 @@ impl RequestLog {
             .sum()
     }
 
-    /// Every (verb, resource) count.
+    /// Every (verb, group, resource) count.
     pub fn counts(&self) -> Vec<Count> {
         self.lock()
             .counts
             .iter()
-            .map(|((verb, resource), count)| Count {
+            .map(|((verb, group, resource), count)| Count {
                 verb: verb.clone(),
+                group: group.clone(),
                 resource: resource.clone(),
                 count: *count,
             })
