@@ -1,4 +1,4 @@
-//! Every API request counted per (verb, resource), and a bounded log of recent requests,
+//! Every API request counted per (verb, group, resource), and a bounded log of recent requests,
 //! so tests and benchmarks can check how many calls an operator made (and of which kind).
 
 use std::collections::{BTreeMap, VecDeque};

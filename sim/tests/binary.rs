@@ -118,6 +118,13 @@ async fn serve_writes_a_kubeconfig_takes_faults_counts_requests_and_stops_on_sig
     };
     assert_eq!(count("create", "configmaps"), 2);
     assert_eq!(count("create", "jobs"), 1);
+    let job_counts = requests["counts"].as_array().unwrap();
+    assert!(
+        job_counts
+            .iter()
+            .any(|c| c["verb"] == "create" && c["group"] == "batch" && c["resource"] == "jobs"),
+        "counts name the API group, as RBAC rules do"
+    );
     assert!(count("get", "jobs") >= 1);
 
     let pid = child.id().unwrap().to_string();
