@@ -56,6 +56,14 @@ impl Scenario {
         .await
     }
 
+    /// Waits until the upgrade of `name` is at `step` (e.g. "Migrating").
+    pub async fn wait_for_step(&self, name: &str, step: &str) -> anyhow::Result<AppReleaseStatus> {
+        self.wait_for(name, &format!("{name} is {step}"), |s| {
+            s.upgrade.as_ref().is_some_and(|u| u.step.as_str() == step)
+        })
+        .await
+    }
+
     /// Waits until the status of `name`, written for its current generation, satisfies `check`.
     pub async fn wait_for(
         &self,

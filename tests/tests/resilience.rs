@@ -184,12 +184,7 @@ async fn s11a_an_image_edited_by_someone_else_is_put_back() -> anyhow::Result<()
     })
     .await?;
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    s.wait_for(RELEASE, "verifying", |st| {
-        st.upgrade
-            .as_ref()
-            .is_some_and(|u| u.step.as_str() == "Verifying")
-    })
-    .await?;
+    s.wait_for_step(RELEASE, "Verifying").await?;
     // Someone sets another image by hand, with their own field manager.
     let deployments: Api<Deployment> =
         Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
@@ -235,12 +230,7 @@ async fn s11b_a_target_deleted_mid_upgrade_rolls_the_others_back() -> anyhow::Re
     })
     .await?;
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    s.wait_for(RELEASE, "migrating", |st| {
-        st.upgrade
-            .as_ref()
-            .is_some_and(|u| u.step.as_str() == "Migrating")
-    })
-    .await?;
+    s.wait_for_step(RELEASE, "Migrating").await?;
     let deployments: Api<Deployment> =
         Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
     deployments
@@ -278,12 +268,7 @@ async fn s11c_an_app_release_deleted_mid_upgrade_stops_and_its_jobs_go_with_it()
     })
     .await?;
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    s.wait_for(RELEASE, "migrating", |st| {
-        st.upgrade
-            .as_ref()
-            .is_some_and(|u| u.step.as_str() == "Migrating")
-    })
-    .await?;
+    s.wait_for_step(RELEASE, "Migrating").await?;
     let api: Api<AppRelease> = Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
     api.delete(RELEASE, &DeleteParams::default()).await?;
     // Its Jobs are garbage-collected with it; the Deployments stay exactly as they were.

@@ -298,12 +298,7 @@ async fn s06_a_running_migration_finishes_before_a_newer_version_is_planned() ->
     })
     .await?;
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    s.wait_for(RELEASE, "the migration runs", |st| {
-        st.upgrade
-            .as_ref()
-            .is_some_and(|u| u.step.as_str() == "Migrating")
-    })
-    .await?;
+    s.wait_for_step(RELEASE, "Migrating").await?;
     fixtures::set_version(&s.cluster, RELEASE, V4).await?;
     let status = s.wait_ready(RELEASE, V4).await?;
 
