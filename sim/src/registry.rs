@@ -190,9 +190,14 @@ fn make_builtins() -> Vec<ResourceType> {
         ResourceType::builtin("", "v1", "Event", "events", true)
             .short(&["ev"])
             .cols(&[
+                ("Last Seen", "date", ".lastTimestamp"),
                 ("Type", "string", ".type"),
                 ("Reason", "string", ".reason"),
-                ("Object", "string", ".involvedObject.name"),
+                (
+                    "Object",
+                    "string",
+                    "{.involvedObject.kind}/{.involvedObject.name}",
+                ),
                 ("Message", "string", ".message"),
             ]),
         ResourceType::builtin("", "v1", "ServiceAccount", "serviceaccounts", true).short(&["sa"]),
@@ -267,9 +272,10 @@ fn make_builtins() -> Vec<ResourceType> {
         ResourceType::builtin("events.k8s.io", "v1", "Event", "events", true)
             .short(&["ev"])
             .cols(&[
+                ("Last Seen", "date", ".deprecatedLastTimestamp"),
                 ("Type", "string", ".type"),
                 ("Reason", "string", ".reason"),
-                ("Object", "string", ".regarding.name"),
+                ("Object", "string", "{.regarding.kind}/{.regarding.name}"),
                 ("Note", "string", ".note"),
             ]),
         ResourceType::builtin(

@@ -24,6 +24,9 @@ pub struct RequestRecord {
     pub name: String,
     /// The client's User-Agent.
     pub user_agent: String,
+    /// The HTTP status of the answer (200 for a watch that started; faults included), so
+    /// that, say, only creates that took effect (201) can be counted.
+    pub code: u16,
 }
 
 /// A (verb, group, resource) count, as `/sim/requests` reports it: together they are what

@@ -118,6 +118,18 @@ async fn serve_writes_a_kubeconfig_takes_faults_counts_requests_and_stops_on_sig
     };
     assert_eq!(count("create", "configmaps"), 2);
     assert_eq!(count("create", "jobs"), 1);
+    let cm_creates: Vec<u64> = requests["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verb"] == "create" && r["resource"] == "configmaps")
+        .map(|r| r["code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        cm_creates,
+        [500, 201],
+        "the log tells failed requests from effective ones"
+    );
     let job_counts = requests["counts"].as_array().unwrap();
     assert!(
         job_counts

@@ -177,7 +177,7 @@ async fn resource_request(
         Some(sub) => format!("{}/{sub}", path.plural),
         None => path.plural.clone(),
     };
-    cluster.requests.record(RequestRecord {
+    let mut record = RequestRecord {
         verb: verb.to_string(),
         resource: resource.clone(),
         group: path.group.clone(),
@@ -188,8 +188,28 @@ async fn resource_request(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string(),
-    });
-    let effects = cluster.faults.api_effects(verb, &resource);
+        code: 0,
+    };
+    let result = serve_resource(cluster, verb, &resource, path, query, headers, body).await;
+    record.code = match &result {
+        Ok(response) => response.status().as_u16(),
+        Err(e) => e.code,
+    };
+    cluster.requests.record(record);
+    result
+}
+
+/// A resource request after it was counted: faults, resource lookup, then the verb.
+async fn serve_resource(
+    cluster: &Arc<Cluster>,
+    verb: &'static str,
+    resource: &str,
+    path: ResourcePath,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let effects = cluster.faults.api_effects(verb, resource);
     for effect in &effects {
         match effect {
             ApiEffect::Latency { millis } => {
