@@ -20,7 +20,8 @@ pub struct RequestRecord {
     pub group: String,
     /// Namespace, "" when cluster-wide.
     pub namespace: String,
-    /// Object name, "" for collections.
+    /// Object name: from the path, or for a create from the body's `metadata.name`; "" for
+    /// other collection requests.
     pub name: String,
     /// The client's User-Agent.
     pub user_agent: String,

@@ -329,6 +329,39 @@ async fn jobs_succeed_fail_and_time_out_as_scripted() {
         Some("DeadlineExceeded")
     );
 
+    // Deleting the pod of a running Job fails that attempt.
+    let doomed = common::job("stuck-2", "busybox", json!({}), 0);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(doomed).unwrap(),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let pod = loop {
+        let listed = pods
+            .list(&ListParams::default().labels("job-name=stuck-2"))
+            .await
+            .unwrap();
+        if let Some(p) = listed.items.first() {
+            break p.metadata.name.clone().unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Job starts a pod"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    pods.delete(&pod, &DeleteParams::default()).await.unwrap();
+    let lost = common::wait_for(&jobs, "stuck-2", "Failed", |j| {
+        job_condition(j, "Failed").is_some()
+    })
+    .await;
+    assert_eq!(
+        job_condition(&lost, "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+
     // A finished Job with a TTL goes away by itself.
     let mut ttl = common::job("short-lived", "busybox", json!({}), 0);
     ttl["spec"]["ttlSecondsAfterFinished"] = json!(60);

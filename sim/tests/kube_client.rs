@@ -507,3 +507,28 @@ async fn a_scripted_410_makes_the_watcher_relist() {
     assert!(saw_gone);
     assert_eq!(sim.requests().count("list", "configmaps"), 2);
 }
+
+#[tokio::test]
+async fn the_request_log_names_created_objects_and_their_outcome() {
+    let (sim, client) = common::start(1.0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &config_map("logged", json!({})))
+        .await
+        .unwrap();
+    let again = cms
+        .create(&PostParams::default(), &config_map("logged", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(again).0, 409);
+    let creates: Vec<(String, u16)> = sim
+        .requests()
+        .recent()
+        .into_iter()
+        .filter(|r| r.verb == "create" && r.resource == "configmaps")
+        .map(|r| (r.name, r.code))
+        .collect();
+    assert_eq!(
+        creates,
+        [("logged".to_string(), 201), ("logged".to_string(), 409)]
+    );
+}

@@ -164,6 +164,17 @@ fn verb_of(
     })
 }
 
+/// The `metadata.name` of a create's JSON body, or "" (a `generateName` create, or another verb).
+fn created_name(verb: &str, body: &[u8]) -> String {
+    if verb != "create" {
+        return String::new();
+    }
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["metadata"]["name"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 async fn resource_request(
     cluster: &Arc<Cluster>,
     method: Method,
@@ -182,7 +193,11 @@ async fn resource_request(
         resource: resource.clone(),
         group: path.group.clone(),
         namespace: path.namespace.clone().unwrap_or_default(),
-        name: path.name.clone().unwrap_or_default(),
+        // A create names its object in the body, not the path.
+        name: path
+            .name
+            .clone()
+            .unwrap_or_else(|| created_name(verb, &body)),
         user_agent: headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

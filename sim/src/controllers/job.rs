@@ -203,9 +203,18 @@ impl Run {
             .count()
     }
 
-    /// Running pods whose time has come end as scripted.
+    /// Running pods whose time has come end as scripted; a pod someone deleted counts as
+    /// failed, as on a real cluster.
     fn finish_due(&mut self, cluster: &Cluster, pods_rt: &ResourceType, job: &Value, now: Instant) {
         for a in self.attempts.iter_mut().filter(|a| a.finished.is_none()) {
+            if !cluster
+                .store
+                .contains(&pods_rt.key(), meta::namespace(job), &a.pod)
+            {
+                a.finished = Some(false);
+                a.finished_at = Some(now);
+                continue;
+            }
             if cluster.clock.since(a.started) < a.outcome.after {
                 continue;
             }
