@@ -113,23 +113,20 @@ pub fn workload_writes(
         .collect()
 }
 
-/// How many create requests named this Job (simulated cluster only).
+/// How many create requests for this Job took effect (201), on the simulated cluster.
 pub fn job_creates(cluster: &Cluster, job: &str) -> usize {
     let Some(sim) = cluster.sim() else { return 0 };
     sim.requests()
         .recent()
         .iter()
-        .filter(|r| {
-            r.verb == "create"
-                && r.resource == "jobs"
-                && r.name == job
-                && r.namespace == cluster.namespace
-        })
+        .filter(|r| r.verb == "create" && r.resource == "jobs" && r.namespace == cluster.namespace)
+        .filter(|r| r.name == job && r.code == 201)
         .count()
 }
 
-/// Every Job ran at most once (one pod attempt each) and, on the simulated cluster, was the
-/// object of exactly one create request. Returns how many Jobs there are.
+/// Every Job ran at most once (one pod attempt each) and, on the simulated cluster, was
+/// created by exactly one create request that took effect (a create refused by an injected
+/// fault, or answered 409, created nothing). Returns how many Jobs there are.
 pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
     let list = Api::<Job>::namespaced(cluster.client.clone(), &cluster.namespace)
         .list(&ListParams::default())
@@ -138,21 +135,11 @@ pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
         let status = job.status.clone().unwrap_or_default();
         let runs = status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0);
         anyhow::ensure!(runs <= 1, "Job {:?} ran {runs} times", job.metadata.name);
-    }
-    if let Some(sim) = cluster.sim() {
-        let creates = sim
-            .requests()
-            .recent()
-            .iter()
-            .filter(|r| {
-                r.verb == "create" && r.resource == "jobs" && r.namespace == cluster.namespace
-            })
-            .count();
-        anyhow::ensure!(
-            creates == list.items.len(),
-            "{creates} create requests for {} Jobs",
-            list.items.len()
-        );
+        if cluster.is_simulated() {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let creates = job_creates(cluster, &name);
+            anyhow::ensure!(creates == 1, "Job {name} was created {creates} times");
+        }
     }
     Ok(list.items.len())
 }

@@ -72,32 +72,24 @@ async fn restore_scales_down_restores_this_upgrades_backup_then_brings_everythin
     );
     if let Some(sim) = s.cluster.sim() {
         let log = sim.requests().recent();
-        let ours = |r: &&apprelease_sim::RequestRecord| {
-            r.user_agent.contains("apprelease-operator") && r.namespace == s.cluster.namespace
-        };
-        let first_scale = log
+        // The operator's requests in this namespace, in order.
+        let ours: Vec<_> = log
             .iter()
-            .filter(ours)
-            .position(|r| r.resource == "deployments/scale")
-            .expect("scaled");
-        let restore_create = log
-            .iter()
-            .filter(ours)
-            .position(|r| r.verb == "create" && r.resource == "jobs" && r.name.contains("restore"));
-        let creates: Vec<usize> = log
-            .iter()
-            .filter(ours)
-            .enumerate()
-            .filter(|(_, r)| r.verb == "create" && r.resource == "jobs")
-            .map(|(i, _)| i)
+            .filter(|r| {
+                r.user_agent.contains("apprelease-operator") && r.namespace == s.cluster.namespace
+            })
             .collect();
-        // The restore Job is the last Job created, and it came after the scale-down.
-        let last_create = restore_create
-            .or(creates.last().copied())
-            .expect("a restore Job was created");
+        let scales: Vec<usize> = (0..ours.len())
+            .filter(|&i| ours[i].resource == "deployments/scale")
+            .collect();
+        let restore = ours
+            .iter()
+            .position(|r| r.verb == "create" && r.name == "shop-restore-1" && r.code == 201)
+            .expect("the restore Job was created");
+        let (first_scale, last_scale) = (scales[0], scales[scales.len() - 1]);
         assert!(
-            first_scale < last_create,
-            "scale-down ({first_scale}) before the restore ({last_create})"
+            first_scale < restore && restore < last_scale,
+            "scaled to zero ({first_scale}), restored ({restore}), scaled back ({last_scale})"
         );
     }
     Ok(())
