@@ -38,8 +38,7 @@ use super::status::AppReleaseStatus;
 pub struct AppReleaseSpec {
     /// The version that should run. It becomes the image tag of every target container, so it
     /// follows the container-tag grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')")
-        .message("version must be a container image tag: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'"))]
+    #[x_kube(validation = version_rule())]
     pub version: String,
 
     /// The Deployments that carry the version, updated in this order. If one fails, all go
@@ -258,6 +257,12 @@ pub struct JobTemplate {
     #[serde(default = "default_backup_timeout")]
     #[x_kube(validation = duration_rule())]
     pub timeout: String,
+}
+
+fn version_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!("self.matches('{}')", super::version::TAG_PATTERN)).message(
+        "version must be a container image tag: letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-'",
+    )
 }
 
 fn duration_rule() -> kube::core::Rule {

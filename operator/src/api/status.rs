@@ -114,14 +114,6 @@ pub enum Step {
 }
 
 impl Step {
-    /// Whether the step belongs to a rollback.
-    pub fn is_rollback(self) -> bool {
-        matches!(
-            self,
-            Step::Downgrading | Step::ScalingDown | Step::Restoring | Step::RollingBack
-        )
-    }
-
     /// The name used in conditions and events.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -26,7 +26,7 @@ mod tests;
 pub use decision::{Action, Decision, JobRequest, Note, NoteType};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed};
 
-use crate::api::{AppRelease, conditions, validate};
+use crate::api::{AppRelease, validate};
 
 /// Decides what to do next for `release`, given what was observed.
 pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
@@ -48,9 +48,4 @@ pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
         idle::settle(&mut plan);
     }
     plan.finish()
-}
-
-/// The Ready condition of a status, for callers that summarise (metrics, logs).
-pub fn ready_reason(status: &crate::api::AppReleaseStatus) -> Option<&str> {
-    conditions::get(&status.conditions, conditions::READY).map(|c| c.reason.as_str())
 }
