@@ -143,3 +143,50 @@ pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
     }
     Ok(list.items.len())
 }
+
+/// Every (verb, API group, resource) the operator requested that the shipped ClusterRole
+/// (`manifests/rbac.yaml`) does not allow — empty when the manifests grant what the operator
+/// needs (simulated cluster only; a real cluster enforces RBAC itself).
+pub fn operator_requests_outside_rbac(
+    cluster: &Cluster,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let Some(sim) = cluster.sim() else {
+        return Ok(Vec::new());
+    };
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/rbac.yaml");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(path)?)?;
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .ok_or_else(|| anyhow::anyhow!("no ClusterRole"))?;
+    let rules = role["rules"].as_array().cloned().unwrap_or_default();
+    let has = |list: &serde_json::Value, item: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|v| v == item || v == "*"))
+    };
+    let made: Vec<_> = sim
+        .requests()
+        .recent()
+        .into_iter()
+        .filter(|r| r.user_agent.contains("apprelease-operator"))
+        .collect();
+    anyhow::ensure!(
+        !made.is_empty(),
+        "the request log holds no request of the operator"
+    );
+    let mut outside: Vec<(String, String, String)> = made
+        .into_iter()
+        .filter(|r| {
+            !rules.iter().any(|rule| {
+                has(&rule["apiGroups"], &r.group)
+                    && has(&rule["resources"], &r.resource)
+                    && has(&rule["verbs"], &r.verb)
+            })
+        })
+        .map(|r| (r.verb, r.group, r.resource))
+        .collect();
+    outside.sort();
+    outside.dedup();
+    Ok(outside)
+}
