@@ -362,6 +362,46 @@ async fn jobs_succeed_fail_and_time_out_as_scripted() {
         Some("BackoffLimitExceeded")
     );
 
+    // A suspended Job starts nothing until it is resumed.
+    let mut paused = common::job("paused", "busybox", json!({}), 0);
+    paused["spec"]["suspend"] = json!(true);
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(paused).unwrap(),
+    )
+    .await
+    .unwrap();
+    let suspended = common::wait_for(&jobs, "paused", "Suspended", |j| {
+        job_condition(j, "Suspended").is_some()
+    })
+    .await;
+    assert_eq!(
+        job_condition(&suspended, "Suspended").as_deref(),
+        Some("JobSuspended")
+    );
+    let none = pods
+        .list(&ListParams::default().labels("job-name=paused"))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty(), "no pod while suspended");
+    jobs.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    let resumed = common::wait_for(&jobs, "paused", "Complete", |j| {
+        job_condition(j, "Complete").is_some()
+    })
+    .await;
+    let suspended_condition = resumed.status.unwrap().conditions.unwrap();
+    assert!(
+        suspended_condition
+            .iter()
+            .any(|c| c.type_ == "Suspended" && c.status == "False")
+    );
+
     // A finished Job with a TTL goes away by itself.
     let mut ttl = common::job("short-lived", "busybox", json!({}), 0);
     ttl["spec"]["ttlSecondsAfterFinished"] = json!(60);

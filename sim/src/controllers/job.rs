@@ -31,8 +31,10 @@ struct Attempt {
 }
 
 struct Run {
+    /// When the Job started (or was last resumed), for activeDeadlineSeconds.
     started: Instant,
     attempts: Vec<Attempt>,
+    suspended: bool,
 }
 
 /// The controller's memory of each Job, by uid.
@@ -89,7 +91,6 @@ impl JobController {
             }
             if job.pointer("/metadata/deletionTimestamp").is_some()
                 || finish_condition(&job).is_some()
-                || job.pointer("/spec/suspend") == Some(&json!(true))
             {
                 continue;
             }
@@ -109,12 +110,31 @@ impl JobController {
         let run = self.runs.entry(meta::uid(job).to_string()).or_insert(Run {
             started: now,
             attempts: Vec::new(),
+            suspended: false,
         });
         let mut status = job
             .get("status")
             .filter(|s| s.is_object())
             .cloned()
             .unwrap_or_else(|| json!({}));
+        let conditions = job.pointer("/status/conditions");
+        if spec["suspend"] == json!(true) {
+            // Suspending deletes the running pods (they do not count as failed) and clears
+            // startTime, so the active deadline starts again on resume.
+            run.stop_active(cluster, pods_rt, job);
+            run.suspended = true;
+            if let Some(map) = status.as_object_mut() {
+                map.remove("startTime");
+                map.remove("active");
+            }
+            set_condition(&mut status, SUSPENDED.render(conditions));
+            return status;
+        }
+        if run.suspended {
+            run.suspended = false;
+            run.started = now;
+            set_condition(&mut status, RESUMED.render(conditions));
+        }
         if status.get("startTime").is_none() {
             status["startTime"] = json!(meta::now());
         }
@@ -143,8 +163,7 @@ impl JobController {
                 } else {
                     status["completionTime"] = json!(meta::now());
                 }
-                let c = end.render(job.pointer("/status/conditions"));
-                status["conditions"] = json!([c]);
+                set_condition(&mut status, end.render(conditions));
             }
             None => {
                 let wanted = parallelism.min(completions.saturating_sub(succeeded));
@@ -175,6 +194,32 @@ impl JobController {
     }
 }
 
+/// Puts a condition into `status.conditions`, replacing one of the same type.
+fn set_condition(status: &mut Value, condition: Value) {
+    let mut list: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    match list.iter_mut().find(|c| c["type"] == condition["type"]) {
+        Some(existing) => *existing = condition,
+        None => list.push(condition),
+    }
+    meta::set(status, &["conditions"], json!(list));
+}
+
+const SUSPENDED: Condition<'static> = Condition {
+    type_: "Suspended",
+    status: "True",
+    reason: "JobSuspended",
+    message: "Job suspended",
+};
+const RESUMED: Condition<'static> = Condition {
+    type_: "Suspended",
+    status: "False",
+    reason: "JobResumed",
+    message: "Job resumed",
+};
 const COMPLETE: Condition<'static> = Condition {
     type_: "Complete",
     status: "True",
@@ -227,6 +272,20 @@ impl Run {
             a.finished = Some(code == 0);
             a.finished_at = Some(now);
         }
+    }
+
+    /// Deletes the running pods and forgets their attempts.
+    fn stop_active(&mut self, cluster: &Cluster, pods_rt: &ResourceType, job: &Value) {
+        for a in self.attempts.iter().filter(|a| a.finished.is_none()) {
+            // Already gone is fine.
+            let _ = cluster.store.delete(
+                pods_rt,
+                meta::namespace(job),
+                &a.pod,
+                &DeleteOptions::default(),
+            );
+        }
+        self.attempts.retain(|a| a.finished.is_some());
     }
 
     /// A failing Job kills what still runs; those pods count as failed.
