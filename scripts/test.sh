@@ -13,6 +13,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v busybox >/dev/null || need+=(busybox)
+# Lua, to run the Argo CD health check we ship (operator/tests/argocd_health.rs).
+command -v lua5.4 >/dev/null || need+=(lua5.4)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
