@@ -56,6 +56,29 @@ impl Scenario {
         .await
     }
 
+    /// The Events about `name`, once every one of `reasons` is among them (the operator
+    /// publishes Events just after the status they describe, so they may lag it a little).
+    pub async fn events_with(
+        &self,
+        name: &str,
+        reasons: &[&str],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let events = inspect::events(&self.cluster, name).await?;
+            if reasons
+                .iter()
+                .all(|r| events.iter().any(|(reason, _)| reason == r))
+            {
+                return Ok(events);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("no Events {reasons:?} for {name} in {events:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the upgrade of `name` is at `step` (e.g. "Migrating").
     pub async fn wait_for_step(&self, name: &str, step: &str) -> anyhow::Result<AppReleaseStatus> {
         self.wait_for(name, &format!("{name} is {step}"), |s| {

@@ -182,7 +182,7 @@ async fn s09_bad_specs_get_a_condition_and_an_event_and_change_nothing() -> anyh
         );
         assert!(inspect::is_true(&status, STALLED), "{name}");
         assert!(status.upgrade.is_none(), "{name}: no upgrade started");
-        let events = inspect::events(&s.cluster, name).await?;
+        let events = s.events_with(name, &[ready.reason.as_str()]).await?;
         assert!(
             events.iter().any(|(reason, _)| *reason == ready.reason),
             "{name}: no {} Event in {events:?}",

@@ -56,7 +56,17 @@ async fn restore_scales_down_restores_this_upgrades_backup_then_brings_everythin
         .and_then(|e| e.value.clone());
     assert_eq!(backup_id.as_deref(), Some(this_backup.as_str()));
     // In order: scaled to zero, then restored, then the images came back.
-    let events = inspect::events(&s.cluster, RELEASE).await?;
+    let events = s
+        .events_with(
+            RELEASE,
+            &[
+                "ScalingDown",
+                "Restoring",
+                "RestoreSucceeded",
+                "RollingBack",
+            ],
+        )
+        .await?;
     let order: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
     let at = |r: &str| {
         order

@@ -76,7 +76,19 @@ async fn s01_happy_path_backs_up_migrates_rolls_out_and_verifies() -> anyhow::Re
     let mut jobs = inspect::jobs(&s.cluster).await?;
     jobs.sort();
     assert_eq!(jobs, ["shop-backup-1", "shop-migrate-1", "shop-verify-1"]);
-    let events = inspect::events(&s.cluster, RELEASE).await?;
+    let events = s
+        .events_with(
+            RELEASE,
+            &[
+                "UpgradeStarted",
+                "BackupSucceeded",
+                "MigrationSucceeded",
+                "TargetReady",
+                "Verifying",
+                "UpgradeSucceeded",
+            ],
+        )
+        .await?;
     for reason in [
         "UpgradeStarted",
         "BackupSucceeded",
@@ -120,7 +132,7 @@ async fn s02_failed_backup_changes_nothing() -> anyhow::Result<()> {
         ["shop-backup-1"],
         "nothing ran after the backup"
     );
-    let events = inspect::events(&s.cluster, RELEASE).await?;
+    let events = s.events_with(RELEASE, &["BackupFailed"]).await?;
     assert!(reasons(&events).contains(&"BackupFailed"), "{events:?}");
     Ok(())
 }
@@ -140,7 +152,9 @@ async fn s03a_failed_migration_rolls_back() -> anyhow::Result<()> {
     assert!(inspect::is_true(&status, STALLED));
     assert_eq!(status.history[0].reason, "MigrationFailed");
     assert_eq!(status.current_version.as_deref(), Some(V1));
-    let events = inspect::events(&s.cluster, RELEASE).await?;
+    let events = s
+        .events_with(RELEASE, &["MigrationFailed", "RolledBack"])
+        .await?;
     assert!(
         reasons(&events).contains(&"MigrationFailed") && reasons(&events).contains(&"RolledBack"),
         "{events:?}"
@@ -175,7 +189,9 @@ async fn s03b_downgrade_runs_with_the_new_image_before_the_images_go_back() -> a
         "the down-migration runs the new version's image"
     );
     assert_eq!(status.history[0].reason, "MigrationFailed");
-    let events = inspect::events(&s.cluster, RELEASE).await?;
+    let events = s
+        .events_with(RELEASE, &["Downgrading", "RollingBack"])
+        .await?;
     let order = reasons(&events);
     let at = |r: &str| {
         order
