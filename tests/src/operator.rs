@@ -116,9 +116,12 @@ fn binary() -> anyhow::Result<PathBuf> {
     let path = profile_dir.join("apprelease-operator");
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "apprelease-operator"])
-            .status()?;
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "apprelease-operator"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status()?;
         anyhow::ensure!(status.success(), "building apprelease-operator failed");
     }
     Ok(path)
