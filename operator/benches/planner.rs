@@ -6,12 +6,14 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use apprelease_operator::api::AppRelease;
-use apprelease_operator::plan::{decide, DeploymentState, Observed};
+use apprelease_operator::plan::{DeploymentState, Observed, decide};
 use chrono::Utc;
 use serde_json::json;
 
 fn release(version: &str, targets: usize) -> AppRelease {
-    let targets: Vec<_> = (0..targets).map(|i| json!({"deployment": format!("app-{i}")})).collect();
+    let targets: Vec<_> = (0..targets)
+        .map(|i| json!({"deployment": format!("app-{i}")}))
+        .collect();
     let mut r: AppRelease = serde_json::from_value(json!({
         "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
         "metadata": {"name": "bench", "namespace": "bench", "uid": "u", "generation": 1},
@@ -28,7 +30,10 @@ fn cluster(version: &str, targets: usize) -> Observed {
     let deployments: BTreeMap<String, DeploymentState> = (0..targets)
         .map(|i| {
             let state = DeploymentState {
-                containers: vec![("app".into(), format!("registry/app-{i}:{version}")), ("sidecar".into(), "envoy:1".into())],
+                containers: vec![
+                    ("app".into(), format!("registry/app-{i}:{version}")),
+                    ("sidecar".into(), "envoy:1".into()),
+                ],
                 replicas: 3,
                 generation: 1,
                 observed_generation: 1,
@@ -40,7 +45,11 @@ fn cluster(version: &str, targets: usize) -> Observed {
             (format!("app-{i}"), state)
         })
         .collect();
-    Observed { now: Utc::now(), deployments, jobs: BTreeMap::new() }
+    Observed {
+        now: Utc::now(),
+        deployments,
+        jobs: BTreeMap::new(),
+    }
 }
 
 /// Median and 90th percentile of `runs` timings of `f`, in nanoseconds.
@@ -68,13 +77,19 @@ fn main() {
         let (median, p90) = measure(2000, || {
             black_box(decide(black_box(&settled), black_box(&idle_cluster)));
         });
-        println!("{:<48} {median:>12} {p90:>12}", format!("idle, {targets} target(s)"));
+        println!(
+            "{:<48} {median:>12} {p90:>12}",
+            format!("idle, {targets} target(s)")
+        );
 
         // Starting an upgrade: validation, image resolution, the write-ahead record.
         let upgrade = release("2.0", targets);
         let (median, p90) = measure(2000, || {
             black_box(decide(black_box(&upgrade), black_box(&idle_cluster)));
         });
-        println!("{:<48} {median:>12} {p90:>12}", format!("start an upgrade, {targets} target(s)"));
+        println!(
+            "{:<48} {median:>12} {p90:>12}",
+            format!("start an upgrade, {targets} target(s)")
+        );
     }
 }
