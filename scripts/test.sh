@@ -27,4 +27,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The simulator and the kustomize base need a kubectl of 1.27 or newer; Debian 12's
+# kubernetes-client is 1.20 (it insists on the OpenAPI v2 protobuf document). Say so plainly
+# instead of failing in the middle of the kubectl tests.
+minor=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -n 1)
+if [ -n "$minor" ] && [ "$minor" -lt 27 ]; then
+  echo "kubectl 1.$minor is too old for these tests: install kubectl 1.27 or newer" >&2
+  exit 1
+fi
+
 cargo test --workspace --locked "$@"

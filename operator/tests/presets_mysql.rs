@@ -23,6 +23,44 @@ struct Mariadb {
     scratch: Scratch,
 }
 
+/// Creates the data directory's system tables, with a temporary directory of this server's
+/// own: the bootstrap server failed once in CI when a temporary table it had put in the
+/// shared /tmp was gone ("Could not remove temporary table … error: 2"). A second try in a
+/// fresh directory is cheap, and a final failure shows the bootstrap server's output.
+fn install_system_tables(
+    install: &std::path::Path,
+    data: &std::path::Path,
+    tmp: &std::path::Path,
+    user: &str,
+) {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(data);
+        std::fs::create_dir_all(tmp).unwrap();
+        let output = Command::new(install)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .arg(format!("--user={user}"))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", install.display()));
+        if output.status.success() {
+            return;
+        }
+        last = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    panic!("mariadb-install-db failed 3 times; last output:\n{last}");
+}
+
 impl Mariadb {
     fn start() -> Self {
         let server = require("mariadbd", "mariadb-server");
@@ -35,17 +73,8 @@ impl Mariadb {
         } else {
             whoami()
         };
-        run_ok(
-            Command::new(&install)
-                .arg("--no-defaults")
-                .arg(format!("--datadir={}", data.display()))
-                .arg(format!("--user={user}"))
-                .args([
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                    "--skip-name-resolve",
-                ]),
-        );
+        let tmp = scratch.path.join("tmp");
+        install_system_tables(&install, &data, &tmp, &user);
         let socket = scratch.path.join("mysqld.sock");
         let mut last = String::new();
         for _ in 0..5 {
@@ -54,6 +83,7 @@ impl Mariadb {
             let mut child = Command::new(&server)
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
                 .arg(format!("--socket={}", socket.display()))
                 .arg(format!("--pid-file={}", scratch.path.join("pid").display()))
                 .arg(format!("--log-error={}", log.display()))
