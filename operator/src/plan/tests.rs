@@ -1008,8 +1008,9 @@ fn a_template_backup_stays_lenient_about_its_report() {
     assert_eq!(world.status().backups[0].location, None);
 }
 
-#[test]
-fn restore_with_a_preset_needs_no_template_and_restores_exactly_this_backup() {
+/// A preset backup taken, the verification failed, the targets scaled to zero: the restore
+/// Job of exactly that backup is running.
+fn preset_restore_running() -> World {
     let mut r = with_verify(with_preset(release("2.0")));
     r.spec.rollback.database = DatabaseRollback::Restore;
     assert!(crate::api::validate::validate(&r.spec).is_empty());
@@ -1038,6 +1039,12 @@ fn restore_with_a_preset_needs_no_template_and_restores_exactly_this_backup() {
         .values_mut()
         .for_each(|d| d.status_replicas = 0);
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    world
+}
+
+#[test]
+fn restore_with_a_preset_needs_no_template_and_restores_exactly_this_backup() {
+    let mut world = preset_restore_running();
     let request = created_jobs(&world).pop().unwrap();
     assert_eq!(request.kind, crate::jobs::names::JobKind::Restore);
     assert_eq!(request.backup_id.as_deref(), Some("meet-backup-1"));
@@ -1092,29 +1099,7 @@ fn restore_with_a_preset_needs_no_template_and_restores_exactly_this_backup() {
 
 #[test]
 fn a_successful_preset_restore_brings_the_old_version_back() {
-    let mut r = with_verify(with_preset(release("2.0")));
-    r.spec.rollback.database = DatabaseRollback::Restore;
-    let mut world = World::new(r, cluster("1.0"));
-    world.run(5);
-    world.finish_job(
-        "backup",
-        JobOutcome::Succeeded,
-        Some(&preset_report("meet-backup-1")),
-    );
-    world.run(20);
-    world.finish_job(
-        "verify",
-        JobOutcome::Failed("smoke test failed".into()),
-        None,
-    );
-    world.step();
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
-    assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    let mut world = preset_restore_running();
     world.finish_job("restore", JobOutcome::Succeeded, None);
     assert_eq!(world.run(10), None);
     assert_eq!(world.cluster.deployments["backend"].replicas, 3);
