@@ -148,13 +148,7 @@ fn mongodb_backup_failures_write_no_report_and_record_nothing() {
         run.assert_failed_without_report(why);
         println!("mongodb {why}: exit {:?}: {}", run.code, run.stderr.trim());
         assert!(run.stderr.contains(cause), "{why}: {}", run.stderr);
-        assert!(
-            files_under(&claim).is_empty(),
-            "{why}: {:?}",
-            files_under(&claim)
-        );
-        let decision = operator.job_finished(&backup, &run);
-        assert_backup_not_recorded(&operator, &decision, why);
+        assert_failed_backup_left_nothing(&mut operator, &backup, &run, &claim, why);
     }
     // No URI in the Secret: refused before anything runs.
     let mut operator = Operator::new(preset());

@@ -374,13 +374,7 @@ fn mysql_backup_failures_write_no_report_and_record_nothing() {
             "{why}: {}",
             run.stderr
         );
-        assert!(
-            files_under(&claim).is_empty(),
-            "{why}: {:?}",
-            files_under(&claim)
-        );
-        let decision = operator.job_finished(&backup, &run);
-        assert_backup_not_recorded(&operator, &decision, why);
+        assert_failed_backup_left_nothing(&mut operator, &backup, &run, &claim, why);
     }
     drop(full);
     drop(read_only);
@@ -411,13 +405,7 @@ fn mysql_backup_failures_write_no_report_and_record_nothing() {
         run.assert_failed_without_report(why);
         assert!(run.stderr.contains(cause), "{why}: {}", run.stderr);
         println!("mysql {why}: exit {:?}: {}", run.code, run.stderr.trim());
-        assert!(
-            files_under(&good_claim).is_empty(),
-            "{why}: {:?}",
-            files_under(&good_claim)
-        );
-        let decision = operator.job_finished(&backup, &run);
-        assert_backup_not_recorded(&operator, &decision, why);
+        assert_failed_backup_left_nothing(&mut operator, &backup, &run, &good_claim, why);
     }
 }
 

@@ -378,13 +378,7 @@ fn redis_backup_failures_write_no_report_and_record_nothing() {
             "{why}: {}",
             run.stderr
         );
-        assert!(
-            files_under(&claim).is_empty(),
-            "{why}: {:?}",
-            files_under(&claim)
-        );
-        let decision = operator.job_finished(&backup, &run);
-        assert_backup_not_recorded(&operator, &decision, why);
+        assert_failed_backup_left_nothing(&mut operator, &backup, &run, &claim, why);
     }
     drop(full);
     drop(read_only);

@@ -311,6 +311,24 @@ impl Operator {
     }
 }
 
+/// A failed backup left nothing behind: no file on the claim, and — once the operator sees the
+/// Job's outcome — no inventory entry and no change to any target.
+pub fn assert_failed_backup_left_nothing(
+    operator: &mut Operator,
+    backup: &JobRequest,
+    run: &ScriptRun,
+    claim: &Path,
+    why: &str,
+) {
+    assert!(
+        files_under(claim).is_empty(),
+        "{why}: {:?}",
+        files_under(claim)
+    );
+    let decision = operator.job_finished(backup, run);
+    assert_backup_not_recorded(operator, &decision, why);
+}
+
 /// What the decision after a failed backup must show: no inventory entry, no change to any
 /// target, the upgrade aborted with BackupFailed.
 pub fn assert_backup_not_recorded(operator: &Operator, decision: &Decision, why: &str) {
