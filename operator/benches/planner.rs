@@ -40,7 +40,7 @@ fn cluster(version: &str, targets: usize) -> Observed {
                 status_replicas: 3,
                 updated_replicas: 3,
                 available_replicas: 3,
-                deadline_exceeded: false,
+                ..Default::default()
             };
             (format!("app-{i}"), state)
         })

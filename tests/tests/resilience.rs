@@ -192,33 +192,92 @@ async fn s11a_an_image_edited_by_someone_else_is_put_back() -> anyhow::Result<()
     deployments.patch("frontend", &PatchParams::apply("someone").force(), &Patch::Apply(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "frontend"}, "spec": hotfix["spec"]
     }))).await?;
-    // The operator finishes, then sees the drift and puts its version back (no backup and no
-    // migration for the same version), recording it in the history.
-    let status = s
-        .wait_for(RELEASE, "the drift is repaired", |st| {
-            st.history.len() >= 2
-                && st.upgrade.is_none()
-                && st.current_version.as_deref() == Some(V2)
-        })
-        .await?;
+    // The operator finishes, then sees the drift and puts its version back: a repair, not an
+    // upgrade — no attempt, no Job, no history entry.
     s.wait_ready(RELEASE, V2).await?;
+    let events = s.events_with(RELEASE, &["DriftRepaired"]).await?;
+    let status = s.wait_ready(RELEASE, V2).await?;
     assert_eq!(
         inspect::image(&s.cluster, "frontend", "frontend").await?,
         format!("{REPOSITORY}:{V2}")
+    );
+    let repaired: Vec<_> = events
+        .iter()
+        .filter(|(r, _)| r == "DriftRepaired")
+        .collect();
+    assert_eq!(repaired.len(), 1, "{events:?}");
+    assert!(
+        repaired[0].1.contains("1.36.1-hotfix") && repaired[0].1.contains("set by someone"),
+        "{}",
+        repaired[0].1
+    );
+    assert_eq!(
+        status.history.len(),
+        1,
+        "only the real upgrade: {:?}",
+        status.history
     );
     assert_eq!(
         (
             status.history[0].from.as_str(),
             status.history[0].to.as_str()
         ),
-        (V2, V2)
+        (V1, V2)
     );
+    assert_eq!(status.attempts, 1);
     assert_eq!(
-        status.backups.len(),
-        1,
-        "no backup for a same-version repair"
+        inspect::jobs(&s.cluster).await?.len(),
+        3,
+        "backup, migration, verify"
     );
     Ok(())
+}
+
+/// A tool that keeps setting its own image (Argo CD self-heal, Flux drift correction, with
+/// the old tag in git) does not make the operator fight: 20 flips in 10 s get one repair, no
+/// upgrade attempt and no Job. That the operator then stops and reports `Drifted` after three
+/// repairs is shown by the planner tests (`plan::rest_tests`): the pauses between repairs
+/// (30 s, then 60 s) make it a minutes-long scenario.
+#[tokio::test]
+async fn s11d_an_image_that_keeps_changing_is_not_fought_over() -> anyhow::Result<()> {
+    let s = Scenario::start("fought").await?;
+    s.adopt(&Jobs::default()).await?;
+    let deployments: Api<Deployment> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    let before = operator_image_writes(&s);
+    for _ in 0..20 {
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "frontend"},
+            "spec": {"template": {"spec": {"containers": [{"name": "frontend", "image": format!("{REPOSITORY}:1.35.0")}]}}}
+        });
+        deployments
+            .patch(
+                "frontend",
+                &PatchParams::apply("gitops-tool").force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = inspect::status(&s.cluster, RELEASE).await;
+    assert_eq!(status.attempts, 0, "no upgrade attempt for drift");
+    assert!(status.history.is_empty() && status.upgrade.is_none());
+    assert_eq!(inspect::jobs(&s.cluster).await?.len(), 0);
+    let drift = status.drift.expect("the drift is recorded");
+    assert_eq!(drift.repairs.len(), 1, "{drift:?}");
+    assert_eq!(drift.changes[0].manager.as_deref(), Some("gitops-tool"));
+    if s.cluster.is_simulated() {
+        assert_eq!(operator_image_writes(&s) - before, 1);
+    }
+    Ok(())
+}
+
+/// Image patches the operator sent to Deployments (simulated cluster's request log).
+fn operator_image_writes(s: &Scenario) -> usize {
+    inspect::workload_writes(&s.cluster, "apprelease-operator")
+        .iter()
+        .filter(|(verb, resource, _)| verb == "patch" && resource == "deployments")
+        .count()
 }
 
 #[tokio::test]

@@ -46,6 +46,16 @@ pub struct AppReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
 
+    /// Containers of targets without an explicit `containers` list that do not carry the
+    /// release's version (sidecars, proxies, exporters): the operator leaves them alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untouched_containers: Vec<ContainerImage>,
+
+    /// Images someone else changed while the release was at rest, and what the operator did
+    /// about it. Absent when nothing drifted recently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+
     /// Ready, Reconciling and Stalled, following the Kubernetes API conventions (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -127,6 +137,45 @@ impl Step {
             Step::RollingBack => "RollingBack",
         }
     }
+}
+
+/// Target images changed by someone else at the current version. The operator puts them
+/// back a few times, with growing pauses, then stops and reports it instead of fighting.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    /// When the operator put drifted images back, newest first (recent ones only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<DateTime<Utc>>,
+    /// The drifted images as last found, and who set them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<DriftedImage>,
+    /// True once the operator stopped putting images back: a human or the GitOps setup must
+    /// settle who owns them (see the Ready condition's message).
+    #[serde(default)]
+    pub stopped: bool,
+    /// The generation the repairs were counted for; a new spec starts the count again.
+    pub generation: i64,
+    /// The retry annotation's value at the time; a new value starts the count again.
+    #[serde(default)]
+    pub retry: String,
+}
+
+/// One image found changed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedImage {
+    /// Deployment name.
+    pub deployment: String,
+    /// Container name.
+    pub container: String,
+    /// The image it ran.
+    pub found: String,
+    /// The image the release wants there.
+    pub wanted: String,
+    /// The field manager that owns the image field (from managedFields), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
 }
 
 /// One container's image.

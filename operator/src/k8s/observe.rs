@@ -106,8 +106,55 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
         updated_replicas: status.updated_replicas.unwrap_or(0),
         available_replicas: status.available_replicas.unwrap_or(0),
         deadline_exceeded,
+        paused: spec.and_then(|s| s.paused).unwrap_or(false),
+        image_managers: image_managers(deployment),
+        default_container: spec
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+            .cloned(),
     }
 }
+
+/// Who owns each container's image field besides the operator, newest entry first. A
+/// managedFields entry lists the container as `f:spec.f:template.f:spec.f:containers` →
+/// `k:{"name":"web"}` → `f:image` (the structured-merge-diff field set, keyed by the list's
+/// merge key `name`).
+fn image_managers(deployment: &Deployment) -> BTreeMap<String, Vec<String>> {
+    let mut entries: Vec<_> = deployment
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| e.manager.as_deref() != Some(crate::api::FIELD_MANAGER))
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.time.as_ref().map(|t| t.0)));
+    let mut managers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in entries {
+        let (Some(manager), Some(fields)) = (&entry.manager, &entry.fields_v1) else {
+            continue;
+        };
+        let containers = fields
+            .0
+            .pointer("/f:spec/f:template/f:spec/f:containers")
+            .and_then(|c| c.as_object());
+        for (key, set) in containers.into_iter().flatten() {
+            let name = key
+                .strip_prefix("k:")
+                .and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok())
+                .and_then(|k| k.get("name").and_then(|n| n.as_str()).map(String::from));
+            if let Some(name) = name
+                && set.get("f:image").is_some()
+            {
+                managers.entry(name).or_default().push(manager.clone());
+            }
+        }
+    }
+    managers
+}
+
+/// The annotation `kubectl logs` and `kubectl exec` read to pick a pod's main container.
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// What the planner needs of a Job: its outcome from the Complete/Failed conditions, and the
 /// termination message of its newest pod (a backup's report, or a failure's last log lines).
@@ -188,8 +235,21 @@ mod tests {
     #[test]
     fn deployment_state_reads_rollout_progress() {
         let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "backend", "generation": 4},
-            "spec": {"replicas": 3, "selector": {}, "template": {"spec": {"containers": [
+            "metadata": {"name": "backend", "generation": 4, "managedFields": [
+                {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-11-21T10:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"backend\"}": {".": {}, "f:image": {}, "f:name": {}},
+                    "k:{\"name\":\"sidecar\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}},
+                {"manager": "apprelease-operator", "operation": "Apply", "time": "2026-11-21T11:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"backend\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}},
+                {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-21T12:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"backend\"}": {"f:image": {}}}}}}}}
+            ]},
+            "spec": {"replicas": 3, "paused": true, "selector": {}, "template": {
+                "metadata": {"annotations": {"kubectl.kubernetes.io/default-container": "backend"}},
+                "spec": {"containers": [
                 {"name": "backend", "image": "ghcr.io/meet/backend:2.0"}, {"name": "sidecar", "image": "envoy:1"}]}}},
             "status": {"observedGeneration": 4, "replicas": 4, "updatedReplicas": 2, "availableReplicas": 3,
                 "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}
@@ -210,6 +270,17 @@ mod tests {
             (4, 2, 3)
         );
         assert!(state.deadline_exceeded);
+        assert!(state.paused);
+        assert_eq!(
+            state.image_managers["backend"],
+            ["kubectl-set", "kubectl-client-side-apply"],
+            "newest first, the operator's own entry left out"
+        );
+        assert_eq!(
+            state.image_managers["sidecar"],
+            ["kubectl-client-side-apply"]
+        );
+        assert_eq!(state.default_container.as_deref(), Some("backend"));
         assert!(!state.is_rolled_out());
     }
 

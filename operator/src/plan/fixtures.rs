@@ -155,7 +155,7 @@ pub fn deployment(images: &[(&str, &str)], replicas: i32) -> DeploymentState {
         status_replicas: replicas,
         updated_replicas: replicas,
         available_replicas: replicas,
-        deadline_exceeded: false,
+        ..Default::default()
     }
 }
 

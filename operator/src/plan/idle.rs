@@ -5,7 +5,7 @@ use crate::api::conditions::{ConditionStatus, Desired};
 use crate::api::{FailedVersion, Step, Upgrade, image};
 
 use super::decision::{NoteType, Planner};
-use super::{steps, targets};
+use super::{drift, steps, targets};
 
 /// Settles an AppRelease that has no upgrade in flight.
 pub fn settle(plan: &mut Planner) {
@@ -21,17 +21,21 @@ pub fn settle(plan: &mut Planner) {
         return plan.blocked(&failed.reason.clone(), &message);
     }
     let version = plan.spec.version.clone();
-    let wanted = match targets::desired_images(plan.spec, plan.observed, &version) {
-        Ok(wanted) => wanted,
-        Err(error) => {
-            plan.blocked(
-                error.reason,
-                &format!("{}; nothing was changed", error.message),
-            );
-            return;
-        }
-    };
+    let carried = plan.status.current_version.clone();
+    let wanted =
+        match targets::desired_images(plan.spec, plan.observed, &version, carried.as_deref()) {
+            Ok(wanted) => wanted,
+            Err(error) => {
+                plan.blocked(
+                    error.reason,
+                    &format!("{}; nothing was changed", error.message),
+                );
+                return;
+            }
+        };
+    note_untouched(plan, carried.as_deref());
     if targets::missing(&wanted, plan.observed).is_empty() {
+        drift::settled(plan);
         return at_rest(plan);
     }
     if plan.spec.suspend {
@@ -43,7 +47,67 @@ pub fn settle(plan: &mut Planner) {
         );
         return;
     }
+    if let Some(paused) = paused_target(plan, &wanted) {
+        let message = format!(
+            "Deployment {paused} is paused (spec.paused), so nothing was changed and {version} waits; it goes on once the Deployment is resumed (kubectl rollout resume deployment/{paused})"
+        );
+        plan.conditions(
+            Desired::new(ConditionStatus::False, "TargetPaused", message),
+            None,
+            None,
+        );
+        return;
+    }
+    if carried.as_deref() == Some(version.as_str()) {
+        return drift::repair(plan, &wanted);
+    }
+    if carried.is_none() {
+        let mixed = targets::mixed_versions(&wanted, plan.observed);
+        if !mixed.is_empty() {
+            let running: Vec<String> = mixed.iter().map(|(c, tag)| format!("{c}={tag}")).collect();
+            let message = format!(
+                "the targets run different versions ({}), so the version of the data cannot be told and nothing was changed. Set every target to the version the database is at; the operator then upgrades from there to {version} with backup and migration.",
+                running.join(", ")
+            );
+            return plan.blocked("MixedVersions", &message);
+        }
+    }
     start(plan, wanted);
+}
+
+/// The first Deployment among those that would change that is paused: a rollout to it would
+/// never progress, and the rollback after the timeout would not either.
+fn paused_target(plan: &Planner, wanted: &[crate::api::ContainerImage]) -> Option<String> {
+    targets::missing(wanted, plan.observed)
+        .into_iter()
+        .map(|w| &w.deployment)
+        .find(|name| {
+            plan.observed
+                .deployments
+                .get(*name)
+                .is_some_and(|d| d.paused)
+        })
+        .cloned()
+}
+
+/// Records the containers the operator leaves alone, with an Event when that list changes.
+fn note_untouched(plan: &mut Planner, carried: Option<&str>) {
+    let untouched = targets::untouched_containers(plan.spec, plan.observed, carried);
+    if untouched != plan.status.untouched_containers && !untouched.is_empty() {
+        let names: Vec<String> = untouched
+            .iter()
+            .map(|c| format!("{}/{} ({})", c.deployment, c.container, c.image))
+            .collect();
+        plan.note(
+            NoteType::Normal,
+            "ContainersLeftAlone",
+            format!(
+                "these containers do not carry the release's version and keep their images: {}; list spec.targets[].containers to choose otherwise",
+                names.join(", ")
+            ),
+        );
+    }
+    plan.status.untouched_containers = untouched;
 }
 
 /// Every target runs `spec.version`: record it, and say whether it is ready.
@@ -136,6 +200,7 @@ fn start(plan: &mut Planner, wanted: Vec<crate::api::ContainerImage>) {
             display(&from)
         ),
     );
+    warn_downgrade(plan, &from, &to);
     plan.status.upgrade = Some(Upgrade {
         from,
         to,
@@ -155,6 +220,28 @@ fn start(plan: &mut Planner, wanted: Vec<crate::api::ContainerImage>) {
         steps::plan_prune(plan);
     }
     steps::advance(plan);
+}
+
+/// Going back to an older version by spec runs the older image's migrations forward, which
+/// do not undo the newer ones: say so before anything happens.
+pub fn warn_downgrade(plan: &mut Planner, from: &str, to: &str) {
+    if crate::api::version::compare(to, from) != Some(std::cmp::Ordering::Less) {
+        return;
+    }
+    let migration = if plan.spec.migration.is_some() {
+        format!(
+            " The migration Job runs {to}'s migrations, which do not undo {from}'s schema changes."
+        )
+    } else {
+        String::new()
+    };
+    plan.note(
+        NoteType::Warning,
+        "Downgrade",
+        format!(
+            "spec.version {to} is older than the running {from}: this is a downgrade.{migration} If the data must go back too, restore a backup taken at {to} (status.backups lists each backup's version)."
+        ),
+    );
 }
 
 /// A version for messages: an unknown one is said so.

@@ -8,6 +8,7 @@
 //! status write and the actions only repeats them.
 
 mod decision;
+mod drift;
 mod idle;
 pub mod observed;
 mod outcome;
@@ -20,6 +21,8 @@ pub mod targets;
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod rest_tests;
 #[cfg(test)]
 mod tests;
 

@@ -35,6 +35,14 @@ pub struct DeploymentState {
     pub available_replicas: i32,
     /// The Progressing condition says ProgressDeadlineExceeded.
     pub deadline_exceeded: bool,
+    /// `spec.paused`: the Deployment controller rolls nothing out until it is unpaused.
+    pub paused: bool,
+    /// Per container, the field managers other than the operator that own its image field
+    /// (from `metadata.managedFields`), most recent first: who changed an image.
+    pub image_managers: BTreeMap<String, Vec<String>>,
+    /// The container the pod template's `kubectl.kubernetes.io/default-container`
+    /// annotation names, if any.
+    pub default_container: Option<String>,
 }
 
 impl DeploymentState {

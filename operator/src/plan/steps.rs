@@ -274,7 +274,7 @@ fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         );
         return rollback::start(plan, "RolloutFailed", message);
     };
-    let wanted = match targets::target_images(index, target, deployment, &upgrade.to) {
+    let wanted = match rollout_images(index, target, deployment, upgrade) {
         Ok(wanted) => wanted,
         Err(error) => return rollback::start(plan, "RolloutFailed", error.message),
     };
@@ -314,7 +314,9 @@ fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
     if deployment.deadline_exceeded && deployment.observed_generation >= deployment.generation
         || waited >= timeout
     {
-        let why = if deployment.deadline_exceeded {
+        let why = if deployment.paused {
+            "it was paused during the upgrade (spec.paused), so nothing rolled out".to_string()
+        } else if deployment.deadline_exceeded {
             "its progress deadline was exceeded".to_string()
         } else {
             format!(
@@ -341,6 +343,47 @@ fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
     );
     plan.requeue(timeout.saturating_sub(waited) + Duration::from_secs(1));
     Flow::Wait
+}
+
+/// The images one target gets: exactly the containers recorded in `previousImages` when the
+/// upgrade started (so a sidecar left alone then stays alone), else the target's selection.
+fn rollout_images(
+    index: usize,
+    target: &crate::api::Target,
+    deployment: &super::DeploymentState,
+    upgrade: &Upgrade,
+) -> Result<Vec<ContainerImage>, targets::TargetError> {
+    let recorded: Vec<ContainerImage> = upgrade
+        .previous_images
+        .iter()
+        .filter(|p| p.deployment == target.deployment)
+        .map(|p| {
+            let repository = target
+                .image
+                .as_deref()
+                .unwrap_or_else(|| crate::api::image::repository(&p.image));
+            ContainerImage {
+                image: crate::api::image::with_tag(repository, &upgrade.to),
+                ..p.clone()
+            }
+        })
+        .collect();
+    if recorded.is_empty() {
+        return targets::target_images(index, target, deployment, &upgrade.to, Some(&upgrade.from));
+    }
+    if let Some(gone) = recorded
+        .iter()
+        .find(|r| deployment.image(&r.container).is_none())
+    {
+        return Err(targets::TargetError {
+            reason: "InvalidSpec",
+            message: format!(
+                "container {} of Deployment {} was removed during the upgrade",
+                gone.container, gone.deployment
+            ),
+        });
+    }
+    Ok(recorded)
 }
 
 /// After every target is rolled out: the late migration, then verification, then done.

@@ -14,11 +14,13 @@ pub struct TargetError {
 }
 
 /// The image every selected container of every target should run for `version`, in spec
-/// order, or the first reason it cannot be told.
+/// order, or the first reason it cannot be told. `carried` is the version the release is
+/// known to run (`status.currentVersion`), which tells its containers from sidecars.
 pub fn desired_images(
     spec: &AppReleaseSpec,
     observed: &Observed,
     version: &str,
+    carried: Option<&str>,
 ) -> Result<Vec<ContainerImage>, TargetError> {
     let mut images = Vec::new();
     for (i, target) in spec.targets.iter().enumerate() {
@@ -31,7 +33,7 @@ pub fn desired_images(
                 ),
             });
         };
-        images.extend(target_images(i, target, deployment, version)?);
+        images.extend(target_images(i, target, deployment, version, carried)?);
     }
     Ok(images)
 }
@@ -42,19 +44,13 @@ pub fn target_images(
     target: &Target,
     deployment: &DeploymentState,
     version: &str,
+    carried: Option<&str>,
 ) -> Result<Vec<ContainerImage>, TargetError> {
     let invalid = |message: String| TargetError {
         reason: "InvalidSpec",
         message,
     };
-    let selected: Vec<&str> = match &target.containers {
-        Some(names) => names.iter().map(String::as_str).collect(),
-        None => deployment
-            .containers
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect(),
-    };
+    let selected = selected_containers(target, deployment, version, carried);
     if selected.is_empty() {
         return Err(invalid(format!(
             "Deployment {:?} has no containers",
@@ -86,6 +82,93 @@ pub fn target_images(
             })
         })
         .collect()
+}
+
+/// The containers of a target whose image carries the release's version. An explicit list
+/// is taken as it is. Without one, a Deployment's sidecars (a metrics exporter, a proxy) must
+/// keep their own tags, so only the containers tagged with the version the release runs are
+/// chosen: `carried` (the known current version), else `version` (adopting a release that
+/// already runs it); failing both — a first visit before an upgrade, or an image changed by
+/// hand — the containers tagged like the Deployment's default container (the one the
+/// `kubectl.kubernetes.io/default-container` annotation names, else the first, as `kubectl
+/// logs` picks it).
+pub fn selected_containers<'a>(
+    target: &'a Target,
+    deployment: &'a DeploymentState,
+    version: &str,
+    carried: Option<&str>,
+) -> Vec<&'a str> {
+    if let Some(names) = &target.containers {
+        return names.iter().map(String::as_str).collect();
+    }
+    let tagged = |wanted: Option<&str>| -> Vec<&'a str> {
+        deployment
+            .containers
+            .iter()
+            .filter(|(_, current)| image::tag(current) == wanted)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    };
+    for candidate in [carried, Some(version)].into_iter().flatten() {
+        let found = tagged(Some(candidate));
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    let default = deployment
+        .default_container
+        .as_deref()
+        .and_then(|name| deployment.containers.iter().find(|(n, _)| n == name))
+        .or(deployment.containers.first());
+    match default {
+        Some((name, current)) if image::tag(current).is_none() => vec![name.as_str()],
+        Some((_, current)) => tagged(image::tag(current)),
+        None => Vec::new(),
+    }
+}
+
+/// Containers of the targets without an explicit list that do not carry the release's
+/// version and are therefore left alone, so the status can name them.
+pub fn untouched_containers(
+    spec: &AppReleaseSpec,
+    observed: &Observed,
+    carried: Option<&str>,
+) -> Vec<ContainerImage> {
+    let mut untouched = Vec::new();
+    for target in spec.targets.iter().filter(|t| t.containers.is_none()) {
+        let Some(deployment) = observed.deployments.get(&target.deployment) else {
+            continue;
+        };
+        let selected = selected_containers(target, deployment, &spec.version, carried);
+        for (name, current) in &deployment.containers {
+            if !selected.contains(&name.as_str()) {
+                untouched.push(ContainerImage {
+                    deployment: target.deployment.clone(),
+                    container: name.clone(),
+                    image: current.clone(),
+                });
+            }
+        }
+    }
+    untouched
+}
+
+/// The versions (image tags) the given containers run now, when they are not all the same:
+/// `(deployment/container, tag)` pairs for a message. Empty when they agree.
+pub fn mixed_versions(wanted: &[ContainerImage], observed: &Observed) -> Vec<(String, String)> {
+    let running: Vec<(String, String)> = current_images(wanted, observed)
+        .into_iter()
+        .map(|c| {
+            let tag = image::tag(&c.image).unwrap_or("untagged").to_string();
+            (format!("{}/{}", c.deployment, c.container), tag)
+        })
+        .collect();
+    let first = running.first().map(|(_, tag)| tag.clone());
+    if running.iter().all(|(_, tag)| Some(tag) == first.as_ref()) {
+        Vec::new()
+    } else {
+        running
+    }
 }
 
 /// The images among `wanted` that the Deployment does not run yet.

@@ -819,25 +819,6 @@ fn a_target_deleted_mid_upgrade_rolls_the_others_back() {
 }
 
 #[test]
-fn hand_edited_images_at_the_current_version_are_put_back_without_backup() {
-    let mut world = World::new(full("1.0"), cluster("1.0"));
-    world.step();
-    world
-        .cluster
-        .deployments
-        .get_mut("frontend")
-        .unwrap()
-        .containers[0]
-        .1 = "ghcr.io/meet/web:hotfix".into();
-    assert_eq!(
-        world.run(10).as_deref(),
-        Some("meet-verify-1"),
-        "no backup or migration for the same version"
-    );
-    assert_eq!(image_of(&world, "frontend", "web"), "ghcr.io/meet/web:1.0");
-}
-
-#[test]
 fn retention_keeps_the_newest_and_hands_the_rest_to_the_next_backup() {
     let mut world = World::new(with_backup(release("1")), cluster("1"));
     for v in 2..=6 {

@@ -212,7 +212,7 @@ pub fn cluster() -> Observed {
         status_replicas: 2,
         updated_replicas: 2,
         available_replicas: 2,
-        deadline_exceeded: false,
+        ..Default::default()
     };
     Observed {
         now: Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
