@@ -49,6 +49,7 @@ fn cluster(version: &str, targets: usize) -> Observed {
         now: Utc::now(),
         deployments,
         jobs: BTreeMap::new(),
+        peers: Vec::new(),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Failure counts for backoff.
     pub backoff: Backoff,
+    /// The controller's cache of AppReleases.
+    pub releases: Store<Guarded>,
 }
 
 /// Runs the controller until SIGTERM or SIGINT; `on_ready` is called once the AppRelease
@@ -76,6 +78,7 @@ pub async fn run(
         client,
         metrics,
         backoff: Backoff::default(),
+        releases: store.clone(),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     controller
@@ -105,6 +108,18 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The other AppReleases of the release's namespace, from the cache.
+fn peers(ctx: &Context, release: &AppRelease) -> Vec<plan::Peer> {
+    let namespace = release.namespace();
+    ctx.releases
+        .state()
+        .iter()
+        .filter_map(|guarded| guarded.0.as_ref().ok())
+        .filter(|r| r.namespace() == namespace && r.uid() != release.uid())
+        .map(k8s::observe::peer)
+        .collect()
 }
 
 /// The AppReleases that list a Deployment among their targets, so that a rollout's progress
@@ -145,7 +160,8 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
         // touched on deletion.
         return Ok(Action::await_change());
     }
-    let observed = k8s::observe::observe(&ctx.client, release, Utc::now()).await?;
+    let observed =
+        k8s::observe::observe(&ctx.client, release, peers(ctx, release), Utc::now()).await?;
     let decision = plan::decide(release, &observed);
     if let Some(upgrade) = &decision.status.upgrade {
         info!(release = %release.name_any(), step = upgrade.step.as_str(), to = upgrade.to, actions = decision.actions.len(), "reconciled");

@@ -272,6 +272,64 @@ async fn s11d_an_image_that_keeps_changing_is_not_fought_over() -> anyhow::Resul
     Ok(())
 }
 
+/// A second AppRelease naming a Deployment another one already targets is refused: it
+/// changes nothing, writes nothing more while refused (counted over a minute), and takes
+/// the Deployment over by itself once the first one is deleted.
+#[tokio::test]
+async fn s11e_a_deployment_claimed_by_two_releases_is_not_flipped() -> anyhow::Result<()> {
+    let s = Scenario::start("claimed").await?;
+    s.adopt(&Jobs::default()).await?;
+    let mut second = fixtures::release(&s.cluster, "shop-2", V2, &Jobs::default());
+    second.spec.targets.truncate(1);
+    second.spec.backup = None;
+    second.spec.migration = None;
+    second.spec.verify = None;
+    fixtures::apply(&s.cluster, &second).await?;
+    let status = s.wait_settled("shop-2", "TargetClaimed").await?;
+    let message = inspect::condition(&status, "Ready").unwrap().message;
+    assert!(
+        message.contains("Deployment backend belongs to AppRelease shop"),
+        "{message}"
+    );
+    assert!(inspect::is_true(&status, "Stalled"));
+    s.events_with("shop-2", &["TargetClaimed"]).await?;
+
+    let before = operator_writes(&s);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let during = operator_writes(&s) - before;
+    let second_status = inspect::status(&s.cluster, "shop-2").await;
+    assert_eq!(second_status.attempts, 0);
+    assert_eq!(inspect::status(&s.cluster, RELEASE).await.attempts, 0);
+    assert_eq!(
+        inspect::image(&s.cluster, "backend", "backend").await?,
+        format!("{REPOSITORY}:{V1}")
+    );
+    if s.cluster.is_simulated() {
+        assert_eq!(during, 0, "operator writes in the minute while refused");
+    }
+    eprintln!("operator writes during one minute of a refused claim: {during}");
+
+    let api: Api<AppRelease> = Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    api.delete(RELEASE, &DeleteParams::default()).await?;
+    s.wait_ready("shop-2", V2).await?;
+    assert_eq!(
+        inspect::image(&s.cluster, "backend", "backend").await?,
+        format!("{REPOSITORY}:{V2}")
+    );
+    Ok(())
+}
+
+/// Every write request of the operator (simulated cluster's request log).
+fn operator_writes(s: &Scenario) -> usize {
+    let Some(sim) = s.cluster.sim() else { return 0 };
+    sim.requests()
+        .recent()
+        .iter()
+        .filter(|r| r.user_agent.contains("apprelease-operator"))
+        .filter(|r| apprelease_sim::requests::WRITE_VERBS.contains(&r.verb.as_str()))
+        .count()
+}
+
 /// Image patches the operator sent to Deployments (simulated cluster's request log).
 fn operator_image_writes(s: &Scenario) -> usize {
     inspect::workload_writes(&s.cluster, "apprelease-operator")

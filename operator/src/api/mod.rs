@@ -6,6 +6,7 @@ pub mod image;
 pub mod presets;
 pub mod spec;
 pub mod status;
+pub mod time;
 pub mod validate;
 pub mod version;
 

@@ -12,20 +12,23 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use crate::api::AppRelease;
+use crate::api::time::to_chrono;
 use crate::jobs::build::RELEASE_LABEL;
-use crate::plan::{DeploymentState, JobOutcome, JobState, Observed};
+use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer};
 
 use super::error::Error;
 
-/// Reads the snapshot for `release` at time `now`.
+/// Reads the snapshot for `release` at time `now`. The other AppReleases of its namespace
+/// (`peers`) come from the controller's cache: claims change rarely, and a claim the cache
+/// does not show yet belongs to a release created later, which does not win it.
 pub async fn observe(
     client: &Client,
     release: &AppRelease,
+    peers: Vec<Peer>,
     now: DateTime<Utc>,
 ) -> Result<Observed, Error> {
     let namespace = release.namespace().unwrap_or_default();
@@ -76,7 +79,22 @@ pub async fn observe(
         now,
         deployments,
         jobs,
+        peers,
     })
+}
+
+/// What the claims need of another AppRelease.
+pub fn peer(release: &AppRelease) -> Peer {
+    Peer {
+        name: release.name_any(),
+        created: release.metadata.creation_timestamp.as_ref().map(to_chrono),
+        deployments: release
+            .spec
+            .targets
+            .iter()
+            .map(|t| t.deployment.clone())
+            .collect(),
+    }
 }
 
 /// What the planner needs of a Deployment.
@@ -215,16 +233,6 @@ fn termination_message(job: &str, pods: &[Pod]) -> Option<String> {
         })
         .max_by_key(|(finished, _)| *finished)
         .and_then(|(_, message)| message)
-}
-
-/// k8s-openapi speaks jiff; the operator's own time logic speaks chrono.
-pub fn to_chrono(time: &Time) -> DateTime<Utc> {
-    let ts = time.0;
-    DateTime::from_timestamp(
-        ts.as_second(),
-        u32::try_from(ts.subsec_nanosecond()).unwrap_or(0),
-    )
-    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ use super::observed::Observed;
 pub const POLL: Duration = Duration::from_secs(30);
 /// How long to wait before looking again when idle (drift and first-visit checks).
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// The shortest requeue: no decision can make the controller spin, whatever deadline
+/// arithmetic gives.
+pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
 
 /// What to do next.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,7 +219,7 @@ impl<'a> Planner<'a> {
             status: self.status,
             actions: self.actions,
             notes: self.notes,
-            requeue_after: self.requeue_after,
+            requeue_after: self.requeue_after.max(MIN_REQUEUE),
         }
     }
 }

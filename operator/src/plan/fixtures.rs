@@ -180,6 +180,7 @@ pub fn cluster(version: &str) -> Observed {
         now: t0(),
         deployments,
         jobs: BTreeMap::new(),
+        peers: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! to publish and when to look again. Every action is idempotent, so a crash between the
 //! status write and the actions only repeats them.
 
+pub mod claims;
 mod decision;
 mod drift;
 mod idle;
@@ -27,9 +28,42 @@ mod rest_tests;
 mod tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType};
-pub use observed::{DeploymentState, JobOutcome, JobState, Observed};
+pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer};
 
 use crate::api::{AppRelease, validate};
+
+/// Why the release may not touch its targets: another AppRelease, created earlier, lists one
+/// of them. The claim goes when that release lets go, which no watch of ours reports, so the
+/// caller looks again after a poll interval.
+fn claimed(release: &AppRelease, observed: &Observed) -> Option<String> {
+    let targets: Vec<String> = release
+        .spec
+        .targets
+        .iter()
+        .map(|t| t.deployment.clone())
+        .collect();
+    let claimed = claims::claimed_targets(
+        release.metadata.name.as_deref().unwrap_or_default(),
+        release
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(crate::api::time::to_chrono),
+        &targets,
+        &observed.peers,
+    );
+    if claimed.is_empty() {
+        return None;
+    }
+    let owners: Vec<String> = claimed
+        .iter()
+        .map(|(deployment, owner)| format!("Deployment {deployment} belongs to AppRelease {owner}"))
+        .collect();
+    Some(format!(
+        "{}, created earlier; a Deployment is upgraded by one AppRelease only, so nothing was changed. Remove it from one of the two; this AppRelease goes on by itself once the other lets go.",
+        owners.join(", ")
+    ))
+}
 
 /// Decides what to do next for `release`, given what was observed.
 pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
@@ -45,6 +79,10 @@ pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
             "InvalidSpec",
             &format!("the spec is invalid, nothing was changed: {message}"),
         );
+    } else if let Some(message) = claimed(release, observed) {
+        // Held like an invalid spec: nothing is changed, an upgrade in flight is kept.
+        plan.blocked("TargetClaimed", &message);
+        plan.requeue(decision::POLL);
     } else if plan.status.upgrade.is_some() {
         steps::advance(&mut plan);
     } else {

@@ -14,6 +14,19 @@ pub struct Observed {
     pub deployments: BTreeMap<String, DeploymentState>,
     /// The Jobs the AppRelease owns, by name.
     pub jobs: BTreeMap<String, JobState>,
+    /// The other AppReleases of the namespace, for the claims on target Deployments.
+    pub peers: Vec<Peer>,
+}
+
+/// Another AppRelease of the same namespace: which Deployments it targets, and since when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// Its name.
+    pub name: String,
+    /// Its `metadata.creationTimestamp`.
+    pub created: Option<DateTime<Utc>>,
+    /// The Deployments it lists in `spec.targets`.
+    pub deployments: Vec<String>,
 }
 
 /// What matters of a Deployment.

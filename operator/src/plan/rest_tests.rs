@@ -346,3 +346,65 @@ fn going_back_to_an_older_version_by_spec_warns_that_migrations_do_not_undo() {
             .any(|n| n.reason == "Downgrade" && n.type_ == NoteType::Warning)
     );
 }
+
+fn claimed_by_older(mut world: World) -> World {
+    let created = t0() - chrono::Duration::hours(1);
+    world.release.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(created.timestamp()).unwrap(),
+        ));
+    world.cluster.peers = vec![super::Peer {
+        name: "meet-old".into(),
+        created: Some(created - chrono::Duration::days(3)),
+        deployments: vec!["frontend".into()],
+    }];
+    world
+}
+
+#[test]
+fn a_target_claimed_by_an_earlier_release_is_refused_and_recovers_when_let_go() {
+    let mut world = claimed_by_older(World::new(full("1.0"), cluster("1.0")));
+    world.set_version("1.1");
+    let first = world.step();
+    assert!(first.actions.is_empty());
+    let status = world.status().clone();
+    assert_eq!(ready(&status), (False, "TargetClaimed".into()));
+    assert!(has(&status, STALLED));
+    assert!(
+        message(&status).contains("Deployment frontend belongs to AppRelease meet-old"),
+        "{}",
+        message(&status)
+    );
+    assert!(status.upgrade.is_none() && status.attempts == 0);
+    assert_eq!(
+        first.requeue_after,
+        super::decision::POLL,
+        "the claim's end is seen by polling"
+    );
+    let again = world.step();
+    assert_eq!(again.status, first.status, "nothing new to write");
+    assert!(again.notes.is_empty(), "one Event, not one per look");
+
+    // A later release targeting the same Deployment does not take it from us.
+    world.cluster.peers[0].created = Some(t0());
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-1"));
+}
+
+#[test]
+fn a_claim_mid_upgrade_holds_it_without_acting() {
+    let mut world = World::new(full("1.0"), cluster("1.0"));
+    world.step();
+    world.set_version("1.1");
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-1"));
+    let mut world = claimed_by_older(world);
+    world.finish_job("backup", super::JobOutcome::Succeeded, Some(BACKUP_REPORT));
+    let decision = world.step();
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(ready(world.status()), (False, "TargetClaimed".into()));
+    assert!(world.status().upgrade.is_some(), "held, not forgotten");
+    world.cluster.peers.clear();
+    assert_eq!(world.run(5).as_deref(), Some("meet-migrate-1"));
+}
+
+const BACKUP_REPORT: &str =
+    r#"{"location":"pvc://backups/meet/meet-backup-1.sql.gz","sizeBytes":2048,"sha256":"ab12"}"#;

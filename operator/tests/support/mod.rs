@@ -218,6 +218,7 @@ pub fn cluster() -> Observed {
         now: Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
         deployments: BTreeMap::from([("web".to_string(), web)]),
         jobs: BTreeMap::new(),
+        peers: Vec::new(),
     }
 }
 
