@@ -11,8 +11,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -65,14 +65,27 @@ pub async fn run(
     let jobs: Api<Job> = scoped(&client, &settings.namespace);
     let deployments: Api<Deployment> = scoped(&client, &settings.namespace);
 
-    let controller = Controller::new(releases, watcher::Config::default());
-    let store = controller.store();
-    let ready_store = store.clone();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            on_ready();
-        }
-    });
+    // The AppRelease reflector is built here rather than by `Controller::new` so that
+    // readiness is read off the watch stream itself. A second `store.wait_until_ready()` next
+    // to the controller's own would never return: kube-runtime's store readiness is a oneshot
+    // receiver that keeps a single waker, so two waiters overwrite each other's and one of
+    // them is never woken (that was `/readyz` answering 503 forever). Otherwise this is what
+    // `Controller::new` does: the same reflector and watcher config, no backoff of its own
+    // (the controller's trigger backoff covers the stream), applied objects as triggers.
+    let (store, writer) = reflector::store::<Guarded>();
+    let mut on_ready = Some(on_ready);
+    let triggers = watcher(releases, watcher::Config::default())
+        .reflect(writer)
+        .inspect(move |event| {
+            // The writer has applied InitDone by now: the store holds every AppRelease.
+            if let Ok(watcher::Event::InitDone) = event
+                && let Some(ready) = on_ready.take()
+            {
+                ready();
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(triggers, store.clone());
     let context = Arc::new(Context {
         reporter: Reporter::new(client.clone()),
         client,

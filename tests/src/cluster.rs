@@ -77,6 +77,15 @@ impl Drop for SimServer {
 impl Cluster {
     /// A cluster for the scenario `name`, with the CRD installed and a fresh namespace.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
+        let cluster = Self::start_bare(name).await?;
+        cluster.install_crd().await?;
+        cluster.create_namespace().await?;
+        Ok(cluster)
+    }
+
+    /// A cluster for the scenario `name` with nothing installed by the harness (neither the
+    /// CRD nor the namespace): for tests that install the shipped manifests themselves.
+    pub async fn start_bare(name: &str) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("apprelease-e2e-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -94,16 +103,13 @@ impl Cluster {
         };
         let client = client(&kubeconfig).await?;
         let namespace = format!("e2e-{name}");
-        let cluster = Self {
+        Ok(Self {
             client,
             namespace,
             kubeconfig,
             dir,
             sim,
-        };
-        cluster.install_crd().await?;
-        cluster.create_namespace().await?;
-        Ok(cluster)
+        })
     }
 
     /// Whether this is the simulated cluster.

@@ -82,6 +82,34 @@ pub async fn events(cluster: &Cluster, name: &str) -> anyhow::Result<Vec<(String
         .collect())
 }
 
+/// `(reason, note, occurrences)` of the Events about the AppRelease, oldest first: an Event
+/// repeated as a series counts `series.count` times.
+pub async fn event_counts(
+    cluster: &Cluster,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, i32)>> {
+    let list = Api::<Event>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .list(&ListParams::default())
+        .await?;
+    let mut events: Vec<_> = list
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    Ok(events
+        .into_iter()
+        .map(|e| {
+            let count = e.series.as_ref().map_or(1, |s| s.count);
+            (
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                count,
+            )
+        })
+        .collect())
+}
+
 /// Names of the Jobs in the namespace.
 pub async fn jobs(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
     let list = Api::<Job>::namespaced(cluster.client.clone(), &cluster.namespace)

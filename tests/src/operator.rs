@@ -1,11 +1,15 @@
 //! The real operator binary, run as a separate process against the scenario's cluster.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::Cluster;
 
@@ -15,7 +19,12 @@ pub struct Operator {
     log: PathBuf,
     args: Vec<String>,
     starts: u32,
+    /// Where the current process's lines begin in the (appended) log.
+    log_start: u64,
 }
+
+/// What the operator logs once its HTTP server listens; the line ends with `addr=IP:PORT`.
+const SERVING: &str = "serving /metrics, /healthz and /readyz";
 
 impl Operator {
     /// Starts the operator watching the scenario's namespace.
@@ -30,12 +39,14 @@ impl Operator {
             "127.0.0.1:0".into(),
         ];
         let log = cluster.dir.join("operator.log");
+        let log_start = log_len(&log);
         let child = spawn(&args, &log)?;
         Ok(Self {
             child,
             log,
             args,
             starts: 1,
+            log_start,
         })
     }
 
@@ -45,8 +56,36 @@ impl Operator {
         self.child.kill()?;
         self.child.wait()?;
         self.starts += 1;
+        self.log_start = log_len(&self.log);
         self.child = spawn(&self.args, &self.log)?;
         Ok(())
+    }
+
+    /// The address the current process serves `/metrics`, `/healthz` and `/readyz` on. It
+    /// listens on port 0 (so parallel scenarios never collide), so the address is read from
+    /// its log, waiting up to `limit` for the line.
+    pub async fn http_addr(&self, limit: Duration) -> anyhow::Result<SocketAddr> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = std::fs::read(&self.log).unwrap_or_default();
+            let own = String::from_utf8_lossy(text.get(self.log_start as usize..).unwrap_or(&[]));
+            if let Some(addr) = own.lines().find_map(serving_addr) {
+                return Ok(addr);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the operator did not log {SERVING:?} within {limit:?}\n{}",
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `GET path` on the operator's HTTP server: `(status code, body)`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let addr = self.http_addr(Duration::from_secs(30)).await?;
+        http_get(addr, path).await
     }
 
     /// How many times the process was started.
@@ -74,6 +113,41 @@ impl Drop for Operator {
             );
         }
     }
+}
+
+fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The address in the operator's "serving" log line, if `line` is that line.
+fn serving_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains(SERVING) {
+        return None;
+    }
+    let (_, rest) = line.split_once("addr=")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A one-request HTTP/1.1 GET (the server closes the connection after it): enough for
+/// status codes and short bodies, without an HTTP client dependency.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .context("reading the response timed out")??;
+    let text = String::from_utf8_lossy(&response);
+    let code = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP/1.1 response: {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((code, body.to_string()))
 }
 
 fn spawn(args: &[String], log: &Path) -> anyhow::Result<Child> {
@@ -125,4 +199,16 @@ fn binary() -> anyhow::Result<PathBuf> {
         anyhow::ensure!(status.success(), "building apprelease-operator failed");
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serving_addr;
+
+    #[test]
+    fn reads_the_address_of_the_serving_line_only() {
+        let line = "2025-01-01T00:00:00Z  INFO apprelease_operator::http: serving /metrics, /healthz and /readyz addr=127.0.0.1:41234";
+        assert_eq!(serving_addr(line), Some("127.0.0.1:41234".parse().unwrap()));
+        assert_eq!(serving_addr("INFO starting addr=127.0.0.1:1"), None);
+    }
 }

@@ -336,3 +336,54 @@ async fn s06_a_running_migration_finishes_before_a_newer_version_is_planned() ->
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn s07_each_upgrade_has_events_of_its_own() -> anyhow::Result<()> {
+    let s = Scenario::start("two-upgrades").await?;
+    s.adopt(&Jobs::default()).await?;
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    s.wait_ready(RELEASE, V2).await?;
+    fixtures::set_version(&s.cluster, RELEASE, V4).await?;
+    s.wait_ready(RELEASE, V4).await?;
+
+    // Events lag the status a little: wait for the second upgrade's to be in.
+    let started = |events: &[(String, String)]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|(reason, _)| reason == "UpgradeStarted")
+            .map(|(_, note)| note.clone())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut events = s.events_with(RELEASE, &["UpgradeStarted"]).await?;
+    while started(&events).len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        events = inspect::events(&s.cluster, RELEASE).await?;
+    }
+    let notes = started(&events);
+    assert_eq!(notes.len(), 2, "one UpgradeStarted per upgrade: {events:?}");
+    assert!(
+        notes[0].contains(&format!("from {V1} to {V2} (attempt ")),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].contains(&format!("from {V2} to {V4} (attempt ")),
+        "{notes:?}"
+    );
+    // No Event stands for several different messages: none is a series of the first one.
+    let counted = inspect::event_counts(&s.cluster, RELEASE).await?;
+    let upgrade_started: Vec<_> = counted
+        .iter()
+        .filter(|(reason, _, _)| reason == "UpgradeStarted")
+        .collect();
+    assert!(
+        upgrade_started.iter().all(|(_, _, count)| *count == 1),
+        "{upgrade_started:?}"
+    );
+    eprintln!(
+        "Events after two upgrades: {} in all, UpgradeStarted {:?}",
+        counted.len(),
+        upgrade_started
+    );
+    Ok(())
+}

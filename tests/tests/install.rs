@@ -1,0 +1,75 @@
+//! Installing as the README says, with the real kubectl: `kubectl apply -f crds/` (the usual
+//! habit for CRDs) and `kubectl apply -k manifests/` both succeed and leave the CRD and the
+//! operator Deployment in the cluster.
+//!
+//! Simulated cluster only: on a real cluster this would install (and leave behind) a second
+//! operator next to the scenarios' own.
+
+use std::path::Path;
+
+use apprelease_e2e::Cluster;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+
+/// Runs kubectl against the cluster and returns its stdout, failing with its stderr.
+async fn kubectl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Not blocking the test's runtime while kubectl runs.
+    let output = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(args)
+        .current_dir(&repo)
+        .output()
+        .await?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    anyhow::ensure!(
+        output.status.success(),
+        "kubectl {} failed ({}):\n{stderr}{stdout}",
+        args.join(" "),
+        output.status
+    );
+    Ok(stdout)
+}
+
+#[tokio::test]
+async fn kubectl_applies_the_crd_directory_and_the_kustomize_base() -> anyhow::Result<()> {
+    let cluster = Cluster::start_bare("install").await?;
+    if !cluster.is_simulated() {
+        eprintln!("skipped: installs the operator, so it runs on the simulated cluster only");
+        return Ok(());
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    assert!(crds.get_opt("appreleases.apprelease.io").await?.is_none());
+
+    let applied = kubectl(&cluster, &["apply", "-f", "crds/"]).await?;
+    assert!(
+        applied.contains("customresourcedefinition.apiextensions.k8s.io/appreleases.apprelease.io"),
+        "{applied}"
+    );
+    let crd = crds.get("appreleases.apprelease.io").await?;
+    assert_eq!(crd.spec.names.kind, "AppRelease");
+
+    let applied = kubectl(&cluster, &["apply", "-k", "manifests/"]).await?;
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "apprelease-system");
+    let operator = deployments.get("apprelease-operator").await?;
+    let labels = operator.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("app.kubernetes.io/part-of").map(String::as_str),
+        Some("apprelease"),
+        "{applied}"
+    );
+    assert!(crds.get_opt("appreleases.apprelease.io").await?.is_some());
+
+    // Server-side apply of the same directory works too (and takes over the CRD).
+    kubectl(
+        &cluster,
+        &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
+    )
+    .await?;
+    Ok(())
+}
