@@ -168,14 +168,19 @@ async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k
 }
 
 async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action, k8s::Error> {
-    if release.metadata.deletion_timestamp.is_some() {
-        // The Jobs it owns are garbage-collected with it; Deployments and volumes are never
-        // touched on deletion.
+    let deleting = release.metadata.deletion_timestamp.is_some();
+    if deleting && !k8s::act::has_finalizer(release) {
+        // Nothing was in flight: the Jobs it owns are garbage-collected with it; Deployments
+        // and volumes are never touched on deletion.
         return Ok(Action::await_change());
     }
     let observed =
         k8s::observe::observe(&ctx.client, release, peers(ctx, release), Utc::now()).await?;
-    let decision = plan::decide(release, &observed);
+    let decision = if deleting {
+        plan::decide_deletion(release, &observed)
+    } else {
+        plan::decide(release, &observed)
+    };
     if let Some(upgrade) = &decision.status.upgrade {
         info!(release = %release.name_any(), step = upgrade.step.as_str(), to = upgrade.to, actions = decision.actions.len(), "reconciled");
     }

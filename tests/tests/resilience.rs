@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use apprelease_e2e::fixtures::{self, BAD_VERSION, Jobs, Outcome, RELEASE, REPOSITORY, V1, V2, V4};
+use apprelease_e2e::fixtures::{self, BAD_VERSION, Jobs, Outcome, RELEASE, REPOSITORY, V1, V2};
 use apprelease_e2e::{Scenario, inspect};
 use apprelease_operator::api::{AppRelease, AppReleaseStatus, UpgradeResult};
 use apprelease_sim::{ApiEffect, ApiFault, Fault};
@@ -372,37 +372,5 @@ async fn s11b_a_target_deleted_mid_upgrade_rolls_the_others_back() -> anyhow::Re
             ("AppRelease", RELEASE)
         );
     }
-    Ok(())
-}
-
-#[tokio::test]
-async fn s11c_an_app_release_deleted_mid_upgrade_stops_and_its_jobs_go_with_it()
--> anyhow::Result<()> {
-    let s = Scenario::start("release-deleted").await?;
-    s.adopt(&Jobs {
-        migration: Outcome::RunFor(Duration::from_secs(2)),
-        ..Jobs::default()
-    })
-    .await?;
-    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    s.wait_for_step(RELEASE, "Migrating").await?;
-    let api: Api<AppRelease> = Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
-    api.delete(RELEASE, &DeleteParams::default()).await?;
-    // Its Jobs are garbage-collected with it; the Deployments stay exactly as they were.
-    apprelease_e2e::wait::until(
-        apprelease_e2e::scenario::PATIENCE,
-        "the Jobs are collected",
-        || async { inspect::jobs(&s.cluster).await.is_ok_and(|j| j.is_empty()) },
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        inspect::running_version(&s.cluster).await?.as_deref(),
-        Some(V1)
-    );
-    // The operator carries on: a new AppRelease for the same app works.
-    let release = fixtures::release(&s.cluster, RELEASE, V4, &Jobs::default());
-    fixtures::apply(&s.cluster, &release).await?;
-    s.wait_ready(RELEASE, V4).await?;
     Ok(())
 }

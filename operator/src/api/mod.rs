@@ -19,3 +19,8 @@ pub const RETRY_ANNOTATION: &str = "apprelease.io/retry";
 
 /// Field manager of every server-side apply the operator makes (invariant 8).
 pub const FIELD_MANAGER: &str = "apprelease-operator";
+
+/// Finalizer the operator holds on an AppRelease while an upgrade is in flight, so that a
+/// deletion waits for a running migration, restore or down-migration Job and leaves the
+/// targets in a consistent state.
+pub const FINALIZER: &str = "apprelease.io/upgrade-in-flight";

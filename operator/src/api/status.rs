@@ -288,4 +288,6 @@ pub enum UpgradeResult {
     Failed,
     /// Replaced by a newer spec.version before it finished.
     Superseded,
+    /// The AppRelease was deleted before it finished.
+    Cancelled,
 }

@@ -1,6 +1,13 @@
 //! Builds the Job an upgrade step asked for: the user's pod template, plus what the operator
-//! owes it — a derived name, an owner reference, labels, the upgrade in environment
+//! owes it — a derived name, an owner (see below), labels, the upgrade in environment
 //! variables, the new version's image where the template leaves it open, and limits.
+//!
+//! A Job that changes data (migration, down-migration, restore) is created without an
+//! owner reference and labelled with the AppRelease's uid instead: a deletion of the
+//! AppRelease with foreground propagation (Argo CD's default prune) makes the garbage
+//! collector delete its dependents before any finalizer of ours can wait, and a migration
+//! cut short is what the operator exists to prevent. Once such a Job has finished, the
+//! operator hands it to the AppRelease (`Action::HandOver`) so that it goes with it.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +30,9 @@ pub const RELEASE_LABEL: &str = "apprelease.io/release";
 pub const KIND_LABEL: &str = "apprelease.io/job-kind";
 /// Label carrying the attempt serial.
 pub const ATTEMPT_LABEL: &str = "apprelease.io/attempt";
+/// Label carrying the uid of the AppRelease a Job belongs to, so that a Job without an owner
+/// reference is still told from a same-named leftover of a deleted namesake.
+pub const RELEASE_UID_LABEL: &str = "apprelease.io/release-uid";
 
 /// Why a Job cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,7 +94,7 @@ pub fn build(release: &AppRelease, request: &JobRequest) -> Result<Job, BuildErr
                 ),
                 ("apprelease.io/to-version".to_string(), request.to.clone()),
             ])),
-            owner_references: Some(vec![owner]),
+            owner_references: (!changes_data(request.kind)).then(|| vec![owner]),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -125,6 +135,14 @@ fn template(release: &AppRelease, kind: JobKind) -> Result<PodTemplateSpec, Buil
     template.ok_or(BuildError::NoTemplate(kind))
 }
 
+/// Jobs that change the application's data; they are never cut short by a deletion.
+pub fn changes_data(kind: JobKind) -> bool {
+    matches!(
+        kind,
+        JobKind::Migration | JobKind::Downgrade | JobKind::Restore
+    )
+}
+
 /// Migration, verification and down-migration run the application's own image.
 fn runs_new_version(kind: JobKind) -> bool {
     matches!(
@@ -152,6 +170,10 @@ fn labels(release: &AppRelease, request: &JobRequest) -> BTreeMap<String, String
         ),
         (KIND_LABEL.to_string(), request.kind.as_str().to_string()),
         (ATTEMPT_LABEL.to_string(), request.attempt.to_string()),
+        (
+            RELEASE_UID_LABEL.to_string(),
+            release.metadata.uid.clone().unwrap_or_default(),
+        ),
     ])
 }
 
@@ -271,12 +293,12 @@ mod tests {
         let job = build(&release(), &request(JobKind::Migration)).unwrap();
         assert_eq!(job.metadata.name.as_deref(), Some("meet-migrate-4"));
         assert_eq!(job.metadata.namespace.as_deref(), Some("apps"));
-        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
-            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
-            ("AppRelease", "meet", "uid-1")
+            job.metadata.owner_references, None,
+            "a running migration is not a dependent the garbage collector may delete"
         );
-        assert_eq!(owner.controller, Some(true));
+        let job_labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(job_labels[RELEASE_UID_LABEL], "uid-1");
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(spec.active_deadline_seconds, Some(900));
@@ -311,6 +333,26 @@ mod tests {
         let labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(labels.get(RELEASE_LABEL).map(String::as_str), Some("meet"));
         assert_eq!(labels.get(KIND_LABEL).map(String::as_str), Some("migrate"));
+    }
+
+    #[test]
+    fn only_jobs_that_change_no_data_are_owned_from_the_start() {
+        let mut r = release();
+        r.spec.verify = Some(crate::api::VerifySpec {
+            template: r.spec.migration.as_ref().unwrap().template.clone(),
+            timeout: "5m".into(),
+        });
+        let job = build(&r, &request(JobKind::Verify)).unwrap();
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("AppRelease", "meet", "uid-1")
+        );
+        assert_eq!(owner.controller, Some(true));
+        for kind in [JobKind::Migration, JobKind::Downgrade, JobKind::Restore] {
+            assert!(changes_data(kind));
+        }
+        assert!(!changes_data(JobKind::Backup) && !changes_data(JobKind::Verify));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
-use crate::api::{AppRelease, AppReleaseStatus, FIELD_MANAGER};
+use crate::api::{AppRelease, AppReleaseStatus, FIELD_MANAGER, FINALIZER};
 use crate::jobs;
 use crate::plan::{Action, Decision};
 
@@ -27,8 +27,15 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     /// Carries out `decision` for `release`. Stops at the first failure: the next reconcile
     /// decides again from what is then observed.
+    /// The finalizer goes on before anything else (before the status that starts an upgrade,
+    /// so no data Job can exist without it) and comes off after everything else.
     pub async fn execute(&self, release: &AppRelease, decision: &Decision) -> Result<(), Error> {
         let namespace = release.namespace().unwrap_or_default();
+        let holds = has_finalizer(release);
+        if decision.finalizer && !holds {
+            self.patch_finalizers(release, &namespace, add_finalizer_patch(release))
+                .await?;
+        }
         if release.status.as_ref() != Some(&decision.status) {
             let api: Api<AppRelease> = Api::namespaced(self.client.clone(), &namespace);
             let params = PatchParams {
@@ -47,7 +54,30 @@ impl Executor<'_> {
         for action in &decision.actions {
             self.act(release, &namespace, action).await?;
         }
+        if !decision.finalizer
+            && holds
+            && let Some(patch) = remove_finalizer_patch(release)
+        {
+            self.patch_finalizers(release, &namespace, patch).await?;
+        }
         Ok(())
+    }
+
+    async fn patch_finalizers(
+        &self,
+        release: &AppRelease,
+        namespace: &str,
+        patch: json_patch::Patch,
+    ) -> Result<(), Error> {
+        let api: Api<AppRelease> = Api::namespaced(self.client.clone(), namespace);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch(&release.name_any(), &params, &Patch::<()>::Json(patch))
+            .await
+            .map(drop)
+            .map_err(Error::Finalizer)
     }
 
     async fn act(
@@ -75,6 +105,28 @@ impl Executor<'_> {
                     .map(drop)
                     .map_err(|source| Error::ApplyImages {
                         name: deployment.clone(),
+                        source,
+                    })
+            }
+            Action::HandOver { job } => {
+                let owner = release
+                    .controller_owner_ref(&())
+                    .ok_or(Error::BuildJob(crate::jobs::BuildError::NoOwner))?;
+                info!(job, "handing the finished Job to its AppRelease");
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                Api::<Job>::namespaced(self.client.clone(), namespace)
+                    .patch(
+                        job,
+                        &params,
+                        &Patch::Merge(json!({"metadata": {"ownerReferences": [owner]}})),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|source| Error::HandOver {
+                        name: job.clone(),
                         source,
                     })
             }
@@ -129,11 +181,7 @@ impl Executor<'_> {
                     name: name.into(),
                     source,
                 })?;
-                let ours = existing
-                    .owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == release.uid().as_ref());
-                if !ours {
+                if !super::observe::belongs_to(&existing, release) {
                     return Err(Error::ForeignJob { name: name.into() });
                 }
                 debug!(job = name, "Job exists already; adopted");
@@ -145,6 +193,54 @@ impl Executor<'_> {
             }),
         }
     }
+}
+
+/// Whether the AppRelease carries the operator's finalizer.
+pub fn has_finalizer(release: &AppRelease) -> bool {
+    release.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Adds the finalizer, and nothing else: the only write the operator makes to an AppRelease
+/// outside its status (invariant 4). The list is replaced whole, on the condition that the
+/// object is still the version that was read, so another finalizer added meanwhile is not
+/// lost (the patch fails and the next reconcile reads again).
+pub fn add_finalizer_patch(release: &AppRelease) -> json_patch::Patch {
+    let mut finalizers = release.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    json_patch::Patch(vec![
+        test_op(
+            "/metadata/resourceVersion",
+            json!(release.resource_version()),
+        ),
+        json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path: pointer(&["metadata", "finalizers"]),
+            value: json!(finalizers),
+        }),
+    ])
+}
+
+/// Removes the finalizer by its index, on the condition that it is still there (the status
+/// write before it changed the resourceVersion, but never the finalizers).
+pub fn remove_finalizer_patch(release: &AppRelease) -> Option<json_patch::Patch> {
+    let index = release.finalizers().iter().position(|f| f == FINALIZER)?;
+    let path = format!("/metadata/finalizers/{index}");
+    Some(json_patch::Patch(vec![
+        test_op(&path, json!(FINALIZER)),
+        json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+            path: pointer(&["metadata", "finalizers", &index.to_string()]),
+        }),
+    ]))
+}
+
+fn test_op(path: &str, value: Value) -> json_patch::PatchOperation {
+    json_patch::PatchOperation::Test(json_patch::TestOperation {
+        path: json_patch::jsonptr::PointerBuf::parse(path).unwrap_or_default(),
+        value,
+    })
+}
+
+fn pointer(tokens: &[&str]) -> json_patch::jsonptr::PointerBuf {
+    json_patch::jsonptr::PointerBuf::from_tokens(tokens.iter().copied())
 }
 
 /// `?fieldManager=apprelease-operator&force=true`: the operator's changes win over another

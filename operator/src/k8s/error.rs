@@ -32,6 +32,13 @@ pub enum Error {
     /// Scaling a Deployment failed.
     #[error("scaling Deployment {name}: {source}")]
     Scale { name: String, source: kube::Error },
+    /// Giving a finished Job its owner reference failed.
+    #[error("handing Job {name} to its AppRelease: {source}")]
+    HandOver { name: String, source: kube::Error },
+    /// Adding or removing the operator's finalizer failed (a concurrent change of the
+    /// AppRelease makes the patch's test fail; the next reconcile reads it again).
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
 }
 
 impl Error {
@@ -46,6 +53,8 @@ impl Error {
             Error::ForeignJob { .. } => "foreign_job",
             Error::ApplyImages { .. } => "apply_images",
             Error::Scale { .. } => "scale",
+            Error::Finalizer(_) => "finalizer",
+            Error::HandOver { .. } => "hand_over",
         }
     }
 }

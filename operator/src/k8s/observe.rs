@@ -17,7 +17,7 @@ use kube::{Client, ResourceExt};
 
 use crate::api::AppRelease;
 use crate::api::time::to_chrono;
-use crate::jobs::build::RELEASE_LABEL;
+use crate::jobs::build::{RELEASE_LABEL, RELEASE_UID_LABEL};
 use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer};
 
 use super::error::Error;
@@ -63,17 +63,16 @@ pub async fn observe(
             kind: "Pods",
             source,
         })?;
-    let uid = release.uid();
     let jobs = jobs
         .items
         .iter()
-        // Only Jobs this AppRelease owns: a same-named leftover of a deleted namesake is not ours.
-        .filter(|job| {
-            job.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == uid.as_ref())
+        // Only this AppRelease's Jobs: a same-named leftover of a deleted namesake is not ours.
+        .filter(|job| belongs_to(job, release))
+        .map(|job| {
+            let mut state = job_state(job, &pods.items);
+            state.owned = owned_by(job, release);
+            (job.name_any(), state)
         })
-        .map(|job| (job.name_any(), job_state(job, &pods.items)))
         .collect();
     Ok(Observed {
         now,
@@ -81,6 +80,23 @@ pub async fn observe(
         jobs,
         peers,
     })
+}
+
+/// The Job carries the AppRelease's owner reference.
+pub fn owned_by(job: &Job, release: &AppRelease) -> bool {
+    let uid = release.uid();
+    job.owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref())
+}
+
+/// The Job is this AppRelease's: owned by it, or (a data Job not yet handed over) labelled
+/// with its uid.
+pub fn belongs_to(job: &Job, release: &AppRelease) -> bool {
+    owned_by(job, release)
+        || release
+            .uid()
+            .is_some_and(|uid| job.labels().get(RELEASE_UID_LABEL) == Some(&uid))
 }
 
 /// What the claims need of another AppRelease.
@@ -209,6 +225,7 @@ pub fn job_state(job: &Job, pods: &[Pod]) -> JobState {
         outcome,
         termination_message: message,
         finished_at: finished.map(|t| to_chrono(&t)),
+        owned: true,
     }
 }
 

@@ -87,7 +87,26 @@ fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
         actions,
         notes: vec![],
         requeue_after: Duration::from_secs(30),
+        finalizer: false,
     }
+}
+
+/// Asserts that `seen` adds the operator's finalizer and changes nothing else of the
+/// AppRelease (invariant 4: never its spec).
+fn assert_finalizer_added(seen: &Seen) {
+    assert_eq!(seen.method, "PATCH");
+    assert_eq!(
+        seen.uri,
+        "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet?&fieldManager=apprelease-operator"
+    );
+    assert_eq!(seen.content_type, "application/json-patch+json");
+    assert_eq!(
+        seen.body,
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["apprelease.io/upgrade-in-flight"]}
+        ])
+    );
 }
 
 /// What the API server returns for a status write: the object.
@@ -153,6 +172,10 @@ async fn a_rollback_applies_the_recorded_previous_images() {
     let release = world.release.clone();
     let mut previous = release.clone();
     previous.status = world.log[world.log.len() - 2].status.clone().into();
+    assert!(
+        crate::k8s::act::has_finalizer(&previous),
+        "held since the upgrade started"
+    );
     let (client, mut server) = ApiServer::start();
     let task = tokio::spawn(run(client, previous, decision));
     let status = server.answer(200, stored(&release)).await;
@@ -181,12 +204,15 @@ async fn a_rollback_applies_the_recorded_previous_images() {
 }
 
 #[tokio::test]
-async fn status_is_replaced_in_the_status_subresource_before_any_action() {
+async fn the_finalizer_then_the_status_go_in_before_any_action() {
     let mut world = World::new(full("2.0"), cluster("1.0"));
     let decision = world.step();
-    let release = full("2.0");
+    let mut release = full("2.0");
+    release.metadata.resource_version = Some("7".into());
     let (client, mut server) = ApiServer::start();
     let task = tokio::spawn(run(client, release.clone(), decision));
+    let finalizer = server.answer(200, stored(&release)).await;
+    assert_finalizer_added(&finalizer);
     let status = server.answer(200, stored(&release)).await;
     assert_eq!(status.method, "PATCH");
     assert_eq!(
@@ -228,11 +254,21 @@ async fn status_is_replaced_in_the_status_subresource_before_any_action() {
 }
 
 #[tokio::test]
-async fn a_failed_status_write_stops_before_any_action() {
+async fn a_failed_finalizer_or_status_write_stops_before_any_action() {
     let mut world = World::new(full("2.0"), cluster("1.0"));
     let decision = world.step();
+    let mut release = full("2.0");
+    release.metadata.resource_version = Some("7".into());
     let (client, mut server) = ApiServer::start();
-    let task = tokio::spawn(run(client, full("2.0"), decision));
+    let task = tokio::spawn(run(client, release.clone(), decision.clone()));
+    // The AppRelease changed since it was read: the patch's test fails.
+    server.answer(422, status_error(422, "Invalid")).await;
+    server.expect_silence().await;
+    assert!(matches!(task.await.unwrap(), Err(Error::Finalizer(_))));
+
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release.clone(), decision));
+    server.answer(200, stored(&release)).await;
     server.answer(409, status_error(409, "Conflict")).await;
     server.expect_silence().await;
     assert!(matches!(task.await.unwrap(), Err(Error::WriteStatus(_))));
@@ -318,5 +354,43 @@ async fn scaling_goes_through_the_scale_subresource() {
     );
     assert_eq!(seen.content_type, "application/merge-patch+json");
     assert_eq!(seen.body, json!({"spec": {"replicas": 0}}));
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_finalizer_comes_off_last_when_the_upgrade_is_over() {
+    let mut world = World::new(release("2.0"), cluster("1.0"));
+    let (held, decision) = loop {
+        let held = world.release.clone();
+        let decision = world.step();
+        world.settle_deployments();
+        if world.status().upgrade.is_none() {
+            break (held, decision);
+        }
+    };
+    assert!(crate::k8s::act::has_finalizer(&held) && !decision.finalizer);
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, held.clone(), decision));
+    let mut seen = server.answer(200, stored(&held)).await;
+    assert!(seen.uri.contains("/appreleases/meet/status?"));
+    // Events first (a publish error is only logged), then the finalizer patch; both are
+    // answered with the stored object.
+    seen = server.answer(200, stored(&held)).await;
+    while seen.uri.contains("/events") {
+        seen = server.answer(200, stored(&held)).await;
+    }
+    assert_eq!(seen.method, "PATCH");
+    assert_eq!(
+        seen.uri,
+        "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet?&fieldManager=apprelease-operator"
+    );
+    assert_eq!(
+        seen.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": "apprelease.io/upgrade-in-flight"},
+            {"op": "remove", "path": "/metadata/finalizers/0"}
+        ])
+    );
+    server.expect_silence().await;
     task.await.unwrap().unwrap();
 }

@@ -30,6 +30,10 @@ pub struct Decision {
     pub notes: Vec<Note>,
     /// When to look again at the latest.
     pub requeue_after: Duration,
+    /// Whether the AppRelease should carry the operator's finalizer: while an upgrade is in
+    /// flight, so that deleting it waits for a running data Job and leaves the targets
+    /// consistent (see `deletion`).
+    pub finalizer: bool,
 }
 
 /// One change in the cluster. Each is idempotent.
@@ -43,6 +47,12 @@ pub enum Action {
         deployment: String,
         /// (container, image) pairs.
         images: Vec<(String, String)>,
+    },
+    /// Gives a finished Job the AppRelease's owner reference, so it is garbage-collected
+    /// with it (data Jobs run without one; see `jobs::build`).
+    HandOver {
+        /// Job name.
+        job: String,
     },
     /// Server-side apply of `spec.replicas` on one Deployment.
     Scale {
@@ -107,6 +117,8 @@ pub struct Planner<'a> {
     pub generation: i64,
     pub retry: String,
     pub observed: &'a Observed,
+    /// Why another AppRelease owns one of the targets, if it does (see `claims`).
+    pub claim: Option<String>,
     pub status: AppReleaseStatus,
     actions: Vec<Action>,
     notes: Vec<Note>,
@@ -128,6 +140,7 @@ impl<'a> Planner<'a> {
                 .cloned()
                 .unwrap_or_default(),
             observed,
+            claim: None,
             status,
             actions: Vec::new(),
             notes: Vec::new(),
@@ -186,6 +199,13 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Another AppRelease owns a target: change nothing, and look again after a poll
+    /// interval, since no watch of ours reports that the other one let go.
+    pub fn refuse_claimed(&mut self, message: &str) {
+        self.blocked("TargetClaimed", message);
+        self.requeue(POLL);
+    }
+
     /// Marks the upgrade as under way at `step`, with a message for Ready.
     pub fn progressing(&mut self, step: &str, message: String) {
         self.conditions(
@@ -215,7 +235,19 @@ impl<'a> Planner<'a> {
 
     pub fn finish(mut self) -> Decision {
         self.status.observed_generation = Some(self.generation);
+        // Last, after whatever this decision learnt from them.
+        let finished: Vec<String> = self
+            .observed
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.owned && j.outcome != super::observed::JobOutcome::Running)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for job in finished {
+            self.act(Action::HandOver { job });
+        }
         Decision {
+            finalizer: self.status.upgrade.is_some(),
             status: self.status,
             actions: self.actions,
             notes: self.notes,

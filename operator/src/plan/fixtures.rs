@@ -229,8 +229,13 @@ impl World {
     }
 
     fn decide_and_record(&mut self) -> Decision {
-        let decision = decide(&self.release, &self.cluster);
+        let decision = if self.release.metadata.deletion_timestamp.is_some() {
+            super::decide_deletion(&self.release, &self.cluster)
+        } else {
+            decide(&self.release, &self.cluster)
+        };
         self.release.status = Some(decision.status.clone());
+        self.release.metadata.finalizers = decision.finalizer.then(|| vec![FINALIZER.to_string()]);
         self.log.push(decision.clone());
         decision
     }
@@ -250,6 +255,7 @@ impl World {
                             outcome: JobOutcome::Running,
                             termination_message: None,
                             finished_at: None,
+                            owned: !crate::jobs::build::changes_data(request.kind),
                         },
                     );
                 }
@@ -270,6 +276,15 @@ impl World {
                     d.updated_replicas = 0;
                     d.deadline_exceeded = false;
                 }
+            }
+            Action::HandOver { job } => {
+                let job = self
+                    .cluster
+                    .jobs
+                    .get_mut(job)
+                    .expect("only seen Jobs are handed over");
+                assert!(!job.owned, "handed over once");
+                job.owned = true;
             }
             Action::Scale {
                 deployment,

@@ -33,6 +33,10 @@ pub fn settle(plan: &mut Planner) {
                 return;
             }
         };
+    if let Some(message) = plan.claim.clone() {
+        // Its own problems are told first; then that another release owns a target.
+        return plan.refuse_claimed(&message);
+    }
     note_untouched(plan, carried.as_deref());
     if targets::missing(&wanted, plan.observed).is_empty() {
         drift::settled(plan);

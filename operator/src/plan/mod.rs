@@ -9,6 +9,7 @@
 
 pub mod claims;
 mod decision;
+mod deletion;
 mod drift;
 mod idle;
 pub mod observed;
@@ -18,6 +19,8 @@ mod rollback;
 mod steps;
 pub mod targets;
 
+#[cfg(test)]
+mod deletion_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
@@ -65,6 +68,12 @@ fn claimed(release: &AppRelease, observed: &Observed) -> Option<String> {
     ))
 }
 
+/// Decides for `release` that is being deleted: let a running data Job finish, put the
+/// targets in a state that matches the database, then let go (see `deletion`).
+pub fn decide_deletion(release: &AppRelease, observed: &Observed) -> Decision {
+    deletion::decide(decision::Planner::new(release, observed))
+}
+
 /// Decides what to do next for `release`, given what was observed.
 pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
     let mut plan = decision::Planner::new(release, observed);
@@ -79,14 +88,15 @@ pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
             "InvalidSpec",
             &format!("the spec is invalid, nothing was changed: {message}"),
         );
-    } else if let Some(message) = claimed(release, observed) {
-        // Held like an invalid spec: nothing is changed, an upgrade in flight is kept.
-        plan.blocked("TargetClaimed", &message);
-        plan.requeue(decision::POLL);
-    } else if plan.status.upgrade.is_some() {
-        steps::advance(&mut plan);
     } else {
-        idle::settle(&mut plan);
+        plan.claim = claimed(release, observed);
+        match (plan.claim.clone(), plan.status.upgrade.is_some()) {
+            // Held like an invalid spec: nothing is changed, the upgrade is kept.
+            (Some(message), true) => plan.refuse_claimed(&message),
+            (None, true) => steps::advance(&mut plan),
+            // At rest the release's own problems are told before the claim (see `idle`).
+            (_, false) => idle::settle(&mut plan),
+        }
     }
     plan.finish()
 }

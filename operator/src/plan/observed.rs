@@ -99,6 +99,8 @@ pub struct JobState {
     pub termination_message: Option<String>,
     /// When it finished, if it did.
     pub finished_at: Option<DateTime<Utc>>,
+    /// It carries the AppRelease's owner reference (data Jobs get it once finished).
+    pub owned: bool,
 }
 
 /// Where a Job is.

@@ -41,6 +41,17 @@ pub fn superseded(plan: &mut Planner, upgrade: &Upgrade, message: String) {
     plan.note(NoteType::Normal, "Superseded", message);
 }
 
+/// The AppRelease was deleted before the upgrade finished; see `deletion`.
+pub fn cancelled(plan: &mut Planner, upgrade: &Upgrade, message: String) {
+    end(
+        plan,
+        upgrade,
+        UpgradeResult::Cancelled,
+        "DeletedDuringUpgrade",
+        &message,
+    );
+}
+
 /// Rolled back completely: the previous version runs again.
 pub fn rolled_back(plan: &mut Planner, upgrade: &Upgrade) {
     let cause = upgrade

@@ -284,6 +284,8 @@ impl Operator {
                         d.observed_generation = d.generation;
                         d.status_replicas = *replicas;
                     }
+                    // The Jobs here are recorded as owned already.
+                    Action::HandOver { .. } => {}
                 }
             }
             self.cluster.now += chrono::Duration::seconds(10);
@@ -441,6 +443,7 @@ impl ScriptRun {
                 outcome: JobOutcome::Succeeded,
                 termination_message: self.report.clone(),
                 finished_at: Some(now),
+                owned: true,
             }
         } else {
             JobState {
@@ -452,6 +455,7 @@ impl ScriptRun {
                     .clone()
                     .or_else(|| (!tail.is_empty()).then_some(tail)),
                 finished_at: Some(now),
+                owned: true,
             }
         }
     }
