@@ -41,9 +41,9 @@ build_kwok() {
     echo "$dir/bin"
     return
   fi
-  mkdir -p "$cache"
   local tmp
   tmp=$(mktemp -d "$cache/.build-kwok-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
   local t0
   t0=$(now)
   (cd "$mod" && go mod download)
@@ -51,6 +51,7 @@ build_kwok() {
   t0=$(now)
   (cd "$mod" && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
   say "built kwok $kwok in $(since "$t0") s"
+  trap - EXIT
   finish "$tmp" "$dir"
 }
 
@@ -67,7 +68,6 @@ build_control_plane() {
     echo "$dir/bin"
     return
   fi
-  mkdir -p "$cache"
   local tmp
   tmp=$(mktemp -d "$cache/.build-k8s-XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
@@ -105,6 +105,11 @@ build_control_plane() {
   say "total $(since "$total") s"
   finish "$tmp" "$dir"
 }
+
+# One build at a time per cache (parallel test processes on a cold cache wait for the first).
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 
 case "${1:-}" in
   "") build_control_plane ;;
