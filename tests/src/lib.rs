@@ -3,6 +3,7 @@
 //! the example application, and ways to script failures that work on both.
 
 pub mod cluster;
+pub mod control_plane;
 pub mod fixtures;
 pub mod inspect;
 pub mod operator;
