@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{AppRelease, FIELD_MANAGER};
 use crate::backoff::Backoff;
-use crate::jobs::build::MANAGED_BY;
+use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{ErrorLabels, EventLabels, Metrics, ResultLabels};
 use crate::plan::{self, Note, NoteType};
@@ -95,7 +95,12 @@ pub async fn run(
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     controller
-        .owns(jobs, watcher::Config::default().labels(&managed))
+        // By label, not `owns`: a data Job runs without an owner reference (see jobs::build).
+        .watches(
+            jobs,
+            watcher::Config::default().labels(&managed),
+            job_release,
+        )
         .watches(deployments, watcher::Config::default(), move |d| {
             releases_targeting(&store, &d)
         })
@@ -133,6 +138,12 @@ fn peers(ctx: &Context, release: &AppRelease) -> Vec<plan::Peer> {
         .filter(|r| r.namespace() == namespace && r.uid() != release.uid())
         .map(k8s::observe::peer)
         .collect()
+}
+
+/// The AppRelease a Job of ours belongs to, from its release label.
+fn job_release(job: Job) -> Option<ObjectRef<Guarded>> {
+    let release = job.labels().get(RELEASE_LABEL)?;
+    Some(ObjectRef::new(release).within(job.namespace().as_deref().unwrap_or_default()))
 }
 
 /// The AppReleases that list a Deployment among their targets, so that a rollout's progress
@@ -293,4 +304,24 @@ fn key(meta: &kube::api::ObjectMeta) -> String {
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_wakes_its_release_by_label_with_or_without_an_owner() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "meet-migrate-2", "namespace": "apps",
+                "labels": {"apprelease.io/release": "meet", "apprelease.io/release-uid": "u1"}}
+        }))
+        .unwrap();
+        let target = job_release(job).expect("mapped");
+        assert_eq!(
+            (target.name.as_str(), target.namespace.as_deref()),
+            ("meet", Some("apps"))
+        );
+        assert!(job_release(Job::default()).is_none());
+    }
 }

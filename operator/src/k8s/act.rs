@@ -33,7 +33,7 @@ impl Executor<'_> {
         let namespace = release.namespace().unwrap_or_default();
         let holds = has_finalizer(release);
         if decision.finalizer && !holds {
-            self.patch_finalizers(release, &namespace, add_finalizer_patch(release))
+            self.patch_finalizers(release, &namespace, add_finalizer_patch(release), true)
                 .await?;
         }
         if release.status.as_ref() != Some(&decision.status) {
@@ -58,26 +58,40 @@ impl Executor<'_> {
             && holds
             && let Some(patch) = remove_finalizer_patch(release)
         {
-            self.patch_finalizers(release, &namespace, patch).await?;
+            self.patch_finalizers(release, &namespace, patch, false)
+                .await?;
         }
         Ok(())
     }
 
+    /// Applies a finalizer patch. When its test fails (422) because the release read from the
+    /// cache was older than the stored one, the stored one is read: if it already has the
+    /// finalizer as `wanted`, there is nothing left to do.
     async fn patch_finalizers(
         &self,
         release: &AppRelease,
         namespace: &str,
         patch: json_patch::Patch,
+        wanted: bool,
     ) -> Result<(), Error> {
         let api: Api<AppRelease> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        api.patch(&release.name_any(), &params, &Patch::<()>::Json(patch))
-            .await
-            .map(drop)
-            .map_err(Error::Finalizer)
+        let name = release.name_any();
+        match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                let stored = api.get(&name).await.map_err(Error::Finalizer)?;
+                if has_finalizer(&stored) == wanted {
+                    Ok(())
+                } else {
+                    Err(Error::Finalizer(kube::Error::Api(status)))
+                }
+            }
+            Err(error) => Err(Error::Finalizer(error)),
+        }
     }
 
     async fn act(

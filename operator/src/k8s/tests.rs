@@ -261,8 +261,17 @@ async fn a_failed_finalizer_or_status_write_stops_before_any_action() {
     release.metadata.resource_version = Some("7".into());
     let (client, mut server) = ApiServer::start();
     let task = tokio::spawn(run(client, release.clone(), decision.clone()));
-    // The AppRelease changed since it was read: the patch's test fails.
+    // The AppRelease changed since it was read: the patch's test fails, and the stored one
+    // has no finalizer either.
     server.answer(422, status_error(422, "Invalid")).await;
+    let get = server.answer(200, stored(&release)).await;
+    assert_eq!(
+        (get.method.as_str(), get.uri.as_str()),
+        (
+            "GET",
+            "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet"
+        )
+    );
     server.expect_silence().await;
     assert!(matches!(task.await.unwrap(), Err(Error::Finalizer(_))));
 
@@ -391,6 +400,24 @@ async fn the_finalizer_comes_off_last_when_the_upgrade_is_over() {
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ])
     );
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_finalizer_already_gone_from_the_stored_release_is_not_an_error() {
+    // The cache still showed the finalizer after it was removed: the removal's test fails,
+    // the stored release has none, and the decision goes on.
+    let mut held = release("1.0");
+    held.metadata.finalizers = Some(vec![crate::api::FINALIZER.into()]);
+    let mut decision = only(&mut held, vec![]);
+    decision.finalizer = false;
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, held.clone(), decision));
+    server.answer(422, status_error(422, "Invalid")).await;
+    let mut stored_release = held.clone();
+    stored_release.metadata.finalizers = None;
+    server.answer(200, stored(&stored_release)).await;
     server.expect_silence().await;
     task.await.unwrap().unwrap();
 }
