@@ -19,11 +19,18 @@ enum Event {
     Reconcile,
     ReconcileAndCrash,
     Rollout,
-    FinishJob { succeed: bool, report: bool },
+    FinishJob {
+        succeed: bool,
+        report: bool,
+    },
     DeleteSeenJob,
     Wait(u64),
     SetVersion(&'static str),
     Retry,
+    /// Someone else sets the frontend's image (a person, a GitOps tool).
+    ForeignImage(&'static str),
+    /// The AppRelease is deleted (it stays while the operator holds its finalizer).
+    Delete,
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -36,6 +43,8 @@ fn event() -> impl Strategy<Value = Event> {
         2 => (1u64..900).prop_map(Event::Wait),
         1 => prop_oneof![Just("1.0"), Just("2.0"), Just("3.0"), Just("4.0")].prop_map(Event::SetVersion),
         1 => Just(Event::Retry),
+        1 => prop_oneof![Just("1.0"), Just("2.0"), Just("hotfix")].prop_map(Event::ForeignImage),
+        1 => Just(Event::Delete),
     ]
 }
 
@@ -106,8 +115,17 @@ fn build(config: &Config) -> World {
     world
 }
 
+/// The AppRelease was deleted and the operator let it go: nothing more happens to it.
+fn gone(world: &World) -> bool {
+    world.release.metadata.deletion_timestamp.is_some()
+        && world.release.metadata.finalizers.is_none()
+}
+
 /// Runs one event and checks every invariant that can be seen at that point.
 fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
+    if gone(world) {
+        return Ok(());
+    }
     match event {
         Event::Reconcile | Event::ReconcileAndCrash => {
             let before = world.release.status.clone().unwrap_or_default();
@@ -156,6 +174,18 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             let n = world.log.len().to_string();
             world.release.metadata.annotations = Some([(RETRY_ANNOTATION.to_string(), n)].into());
         }
+        Event::ForeignImage(tag) => {
+            let d = world.cluster.deployments.get_mut("frontend").unwrap();
+            d.containers[0].1 = format!("ghcr.io/meet/web:{tag}");
+            d.generation += 1;
+        }
+        // Without the finalizer it is gone at once (see `gone`).
+        Event::Delete => {
+            world.release.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ))
+        }
     }
     // Invariant 2: each Job (so each migration of a release, from, to, attempt) is created at
     // most once, whatever happened to it afterwards.
@@ -172,6 +202,39 @@ fn check_decision(
     decision: &super::Decision,
 ) -> Result<(), TestCaseError> {
     let status = &decision.status;
+    // A Job is created only by an upgrade, never for a drift repair or for a deleted
+    // AppRelease.
+    let creates_job = decision
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::CreateJob(_)));
+    if creates_job {
+        prop_assert!(status.upgrade.is_some(), "a Job without an upgrade");
+        prop_assert!(
+            world.release.metadata.deletion_timestamp.is_none(),
+            "a Job started for a deleted AppRelease"
+        );
+    }
+    // No upgrade from a version to itself: a drifted image is repaired, not upgraded.
+    if let Some(u) = &status.upgrade {
+        prop_assert_ne!(&u.from, &u.to, "same-version upgrade");
+    }
+    if let Some(drift) = &status.drift {
+        prop_assert!(drift.repairs.len() <= super::drift::MAX_REPAIRS);
+    }
+    // A deleted AppRelease is let go only once no data Job of it runs.
+    if world.release.metadata.deletion_timestamp.is_some() && !decision.finalizer {
+        for (name, job) in &seen.jobs {
+            let data = ["-migrate-", "-restore-", "-downgrade-"]
+                .iter()
+                .any(|k| name.contains(k));
+            prop_assert!(
+                !(data && job.outcome == JobOutcome::Running),
+                "let go while {} runs",
+                name
+            );
+        }
+    }
     // Conditions: Ready always present; Stalled and Reconciling never both true.
     let is_true = |t: &str| {
         conditions::get(&status.conditions, t).is_some_and(|c| c.status == ConditionStatus::True)
