@@ -144,9 +144,12 @@ pub fn data_state(plan: &Planner, upgrade: &Upgrade) -> Data {
             }
         }
         Step::Downgrading if failed(JobKind::Downgrade) => Data::Unknown,
-        Step::Restoring if !succeeded(JobKind::Restore) => Data::Unknown,
-        Step::Downgrading if !succeeded(JobKind::Downgrade) => {
-            // Never created: the database is as the migration left it.
+        Step::Restoring if failed(JobKind::Restore) => Data::Unknown,
+        Step::Downgrading | Step::Restoring
+            if !succeeded(JobKind::Downgrade) && !succeeded(JobKind::Restore) =>
+        {
+            // Never created (a crash right after the status write): the database is as the
+            // migration left it.
             if migrated { Data::To } else { Data::From }
         }
         Step::Downgrading | Step::Restoring | Step::RollingBack => Data::From,

@@ -231,3 +231,16 @@ fn a_running_down_migration_is_waited_for_then_the_previous_images_come_back() {
     wind_down(&mut world, 3);
     assert_eq!(images(&world), at("1.0"));
 }
+
+#[test]
+fn a_restore_that_was_never_created_is_not_taken_for_a_failed_one() {
+    // The operator wrote "Restoring" and died before creating the Job: nothing touched the
+    // database, so the replicas come back and nothing is left stopped.
+    let mut world = restoring();
+    world.cluster.jobs.remove("meet-restore-1");
+    world.creates.remove("meet-restore-1");
+    delete(&mut world);
+    let note = wind_down(&mut world, 3);
+    assert_eq!(world.cluster.deployments["backend"].replicas, 3);
+    assert!(!note.contains("half-way"), "{note}");
+}
