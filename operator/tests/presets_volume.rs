@@ -19,6 +19,7 @@ fn preset() -> BackupPreset {
         claim: DATA_CLAIM.into(),
         storage: BackupStorage { pvc: CLAIM.into() },
         image: None,
+        security_context: None,
     })
 }
 

@@ -7,8 +7,9 @@
 //! termination message. Credentials come only from a Secret, by reference: its keys become the
 //! container's environment (`envFrom`). The scripts themselves live in `jobs::presets`.
 
+use k8s_openapi::api::core::v1::PodSecurityContext;
 use kube::KubeSchema;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 
 /// A ready-made backup Job. Exactly one kind is given.
@@ -55,6 +56,12 @@ pub struct DatabasePreset {
     /// The image whose tools run the backup and the restore. Default: the preset's public image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The pod's securityContext, replacing the default one: run as the image's own non-root
+    /// user (see operator/PRESETS.md), with the claims group-writable through `fsGroup`
+    /// and the RuntimeDefault seccomp profile, as Pod Security `restricted` asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "security_context_schema")]
+    pub security_context: Option<PodSecurityContext>,
 }
 
 /// The volume preset: which claim to archive, where the archives go, and the image.
@@ -76,6 +83,13 @@ pub struct VolumePreset {
     /// The image that runs tar. Default: `alpine:3.20`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The pod's securityContext, replacing the default one. Files restored
+    /// belong to its `runAsUser`: set it to the application's user. By default: run as the image's own non-root
+    /// user (see operator/PRESETS.md), with the claims group-writable through `fsGroup`
+    /// and the RuntimeDefault seccomp profile, as Pod Security `restricted` asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "security_context_schema")]
+    pub security_context: Option<PodSecurityContext>,
 }
 
 /// Where backups are kept.
@@ -128,6 +142,16 @@ impl PresetKind {
         }
     }
 
+    /// The non-root user the preset's default image has for its tools (the `postgres`,
+    /// `mysql`, `redis` and `mongodb` users of the official images; `nobody` for alpine).
+    pub fn default_user(self) -> i64 {
+        match self {
+            PresetKind::Postgres => 70,
+            PresetKind::Mysql | PresetKind::Redis | PresetKind::Mongodb => 999,
+            PresetKind::Volume => 65534,
+        }
+    }
+
     /// File name extension of the backups.
     pub fn extension(self) -> &'static str {
         match self {
@@ -174,6 +198,17 @@ impl BackupPreset {
         }
     }
 
+    /// The pod securityContext the spec gives, if any.
+    pub fn security_context(&self) -> Option<&PodSecurityContext> {
+        match self {
+            BackupPreset::Postgres(p)
+            | BackupPreset::Mysql(p)
+            | BackupPreset::Redis(p)
+            | BackupPreset::Mongodb(p) => p.security_context.as_ref(),
+            BackupPreset::Volume(v) => v.security_context.as_ref(),
+        }
+    }
+
     /// The image the Jobs run: the one given, else the preset's default.
     pub fn image(&self) -> String {
         let given = match self {
@@ -188,4 +223,12 @@ impl BackupPreset {
             .unwrap_or(self.kind().default_image())
             .to_string()
     }
+}
+
+fn security_context_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    json_schema!({
+        "type": "object",
+        "description": "A Pod securityContext (runAsUser, runAsGroup, fsGroup, seccompProfile, ...).",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }

@@ -88,6 +88,7 @@ pub fn with_preset(mut r: AppRelease) -> AppRelease {
                 pvc: "meet-backups".into(),
             },
             image: None,
+            security_context: None,
         })),
         keep_last: 3,
         max_age: None,

@@ -222,6 +222,7 @@ fn invalid_specs_get_a_readable_condition_and_change_nothing() {
                         pvc: "uploads".into(),
                     },
                     image: None,
+                    security_context: None,
                 }));
             }),
             "must differ",

@@ -199,6 +199,7 @@ pub fn database_preset(image: Option<&str>) -> DatabasePreset {
         connection_secret: SECRET.into(),
         storage: BackupStorage { pvc: CLAIM.into() },
         image: image.map(String::from),
+        security_context: None,
     }
 }
 

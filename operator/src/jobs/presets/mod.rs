@@ -20,8 +20,9 @@
 //! `APPRELEASE_TERMINATION_LOG` (default `/dev/termination-log`).
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    SecretEnvSource, Volume, VolumeMount,
+    Capabilities, Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretEnvSource, SecurityContext,
+    Volume, VolumeMount,
 };
 
 use crate::api::{BackupPreset, PresetKind};
@@ -116,16 +117,51 @@ pub fn preset_template(preset: &BackupPreset, job: PresetJob) -> PodTemplateSpec
         }]),
         env_from,
         volume_mounts: Some(mounts),
+        security_context: Some(restricted_container()),
         ..Default::default()
     };
+    let pod_security = preset
+        .security_context()
+        .cloned()
+        .unwrap_or_else(|| default_pod_security(kind));
     PodTemplateSpec {
         metadata: None,
         spec: Some(PodSpec {
             containers: vec![container],
             volumes: Some(volumes),
             restart_policy: Some("Never".into()),
+            security_context: Some(pod_security),
             ..Default::default()
         }),
+    }
+}
+
+/// What Pod Security `restricted` asks of the pod, as the preset's image's own user; the
+/// claims are made group-writable for it through `fsGroup`.
+fn default_pod_security(kind: PresetKind) -> PodSecurityContext {
+    let user = kind.default_user();
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(user),
+        fs_group: Some(user),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What `restricted` asks of every container; no preset needs a capability or privilege.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

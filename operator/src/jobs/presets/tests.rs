@@ -16,6 +16,7 @@ fn database(image: Option<&str>) -> DatabasePreset {
             pvc: "backups".into(),
         },
         image: image.map(String::from),
+        security_context: None,
     }
 }
 
@@ -102,6 +103,7 @@ fn volume_preset_reads_the_claim_read_only_and_restores_read_write() {
             pvc: "backups".into(),
         },
         image: None,
+        security_context: None,
     });
     for (job, read_only) in [(PresetJob::Backup, Some(true)), (PresetJob::Restore, None)] {
         let pod = preset_template(&preset, job).spec.unwrap();
@@ -157,4 +159,91 @@ maxAge: 30d
     assert_eq!(preset.kind(), PresetKind::Mysql);
     assert_eq!(preset.connection_secret(), Some("shop-db"));
     assert_eq!(preset.storage().pvc, "shop-backups");
+}
+
+/// The Pod Security `restricted` rules a preset pod could break (the policy's checks for
+/// non-root, privilege escalation, capabilities and seccomp), as the names of the broken ones.
+fn restricted_violations(pod: &PodSpec) -> Vec<&'static str> {
+    let pod_sc = pod.security_context.clone().unwrap_or_default();
+    let mut broken = Vec::new();
+    for c in &pod.containers {
+        let sc = c.security_context.clone().unwrap_or_default();
+        if sc.run_as_non_root.or(pod_sc.run_as_non_root) != Some(true) {
+            broken.push("runAsNonRoot");
+        }
+        if sc.run_as_user.or(pod_sc.run_as_user) == Some(0) {
+            broken.push("runAsUser");
+        }
+        if sc.allow_privilege_escalation != Some(false) {
+            broken.push("allowPrivilegeEscalation");
+        }
+        let drops_all = sc
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.drop.as_ref())
+            .is_some_and(|d| d.iter().any(|x| x == "ALL"));
+        if !drops_all {
+            broken.push("capabilities");
+        }
+        let seccomp = sc.seccomp_profile.or(pod_sc.seccomp_profile.clone());
+        if !seccomp.is_some_and(|s| s.type_ == "RuntimeDefault" || s.type_ == "Localhost") {
+            broken.push("seccompProfile");
+        }
+    }
+    broken
+}
+
+#[test]
+fn every_preset_pod_meets_pod_security_restricted_as_its_images_own_user() {
+    for kind in KINDS {
+        let preset = match kind {
+            PresetKind::Postgres => BackupPreset::Postgres(database(None)),
+            PresetKind::Mysql => BackupPreset::Mysql(database(None)),
+            PresetKind::Redis => BackupPreset::Redis(database(None)),
+            PresetKind::Mongodb => BackupPreset::Mongodb(database(None)),
+            PresetKind::Volume => BackupPreset::Volume(VolumePreset {
+                claim: "uploads".into(),
+                storage: BackupStorage {
+                    pvc: "backups".into(),
+                },
+                image: None,
+                security_context: None,
+            }),
+        };
+        for job in [PresetJob::Backup, PresetJob::Restore] {
+            let pod = preset_template(&preset, job).spec.unwrap();
+            assert_eq!(
+                restricted_violations(&pod),
+                Vec::<&str>::new(),
+                "{kind:?} {job:?}"
+            );
+            let sc = pod.security_context.unwrap();
+            assert_eq!(sc.run_as_user, Some(kind.default_user()));
+            assert_eq!(
+                sc.fs_group,
+                Some(kind.default_user()),
+                "the claims are writable"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_given_security_context_replaces_the_default() {
+    let mut db = database(None);
+    db.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+        run_as_user: Some(1001),
+        run_as_non_root: Some(true),
+        ..Default::default()
+    });
+    let pod = preset_template(&BackupPreset::Postgres(db), PresetJob::Backup)
+        .spec
+        .unwrap();
+    let sc = pod.security_context.as_ref().unwrap();
+    assert_eq!((sc.run_as_user, sc.fs_group), (Some(1001), None));
+    assert_eq!(
+        restricted_violations(&pod),
+        ["seccompProfile"],
+        "what the user leaves out is theirs to leave out"
+    );
 }
