@@ -131,7 +131,11 @@ fn cases() -> Vec<Case> {
         (
             "restore-without-backup",
             |s| {
-                s["rollback"] = json!({"database": "Restore", "restore": s["migration"].clone()});
+                // A restore JobTemplate is a template and a timeout (a migration's `when`
+                // would be an unknown field, which a real server refuses in an apply).
+                let restore =
+                    json!({"template": s["migration"]["template"].clone(), "timeout": "5m"});
+                s["rollback"] = json!({"database": "Restore", "restore": restore});
                 s.as_object_mut().unwrap().remove("backup");
             },
             "backup",
