@@ -151,7 +151,13 @@ impl Drop for SimServer {
 impl Cluster {
     /// A cluster for the scenario `name`, with the CRD installed and a fresh namespace.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
-        let cluster = Self::start_bare(name).await?;
+        Self::start_on(name, Backend::from_env()?).await
+    }
+
+    /// [`Cluster::start`] on this backend, whatever the environment says: for tests that need
+    /// one backend (the real server's RBAC, say).
+    pub async fn start_on(name: &str, backend: Backend) -> anyhow::Result<Self> {
+        let cluster = Self::start_bare_on(name, backend).await?;
         // The control plane has the CRD already, from `kubectl apply -k manifests/`.
         if cluster.testbed.is_none() {
             cluster.install_crd().await?;
@@ -163,10 +169,13 @@ impl Cluster {
     /// A cluster for the scenario `name` with nothing installed by the harness (neither the
     /// CRD nor the namespace): for tests that install the shipped manifests themselves.
     pub async fn start_bare(name: &str) -> anyhow::Result<Self> {
+        Self::start_bare_on(name, Backend::from_env()?).await
+    }
+
+    async fn start_bare_on(name: &str, backend: Backend) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("apprelease-e2e-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let backend = Backend::from_env()?;
         let (sim, testbed, kubeconfig, operator_kubeconfig) = match &backend {
             Backend::Kubeconfig(path) => (None, None, path.clone(), path.clone()),
             Backend::ControlPlane => {

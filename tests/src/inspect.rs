@@ -4,6 +4,7 @@
 
 use apprelease_operator::api::conditions::{self, Condition, ConditionStatus};
 use apprelease_operator::api::{AppRelease, AppReleaseStatus};
+use apprelease_sim::requests::RequestRecord;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
@@ -145,6 +146,10 @@ pub fn job_creates(cluster: &Cluster, job: &str) -> usize {
     let Some(log) = cluster.requests() else {
         return 0;
     };
+    creates_in(&log, cluster, job)
+}
+
+fn creates_in(log: &[RequestRecord], cluster: &Cluster, job: &str) -> usize {
     log.iter()
         .filter(|r| r.verb == "create" && r.resource == "jobs" && r.namespace == cluster.namespace)
         .filter(|r| r.name == job && r.code == 201)
@@ -158,13 +163,15 @@ pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
     let list = Api::<Job>::namespaced(cluster.client.clone(), &cluster.namespace)
         .list(&ListParams::default())
         .await?;
+    // Read once: the control plane's audit log is large.
+    let log = cluster.requests();
     for job in &list.items {
         let status = job.status.clone().unwrap_or_default();
         let runs = status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0);
         anyhow::ensure!(runs <= 1, "Job {:?} ran {runs} times", job.metadata.name);
-        if cluster.requests().is_some() {
+        if let Some(log) = &log {
             let name = job.metadata.name.clone().unwrap_or_default();
-            let creates = job_creates(cluster, &name);
+            let creates = creates_in(log, cluster, &name);
             anyhow::ensure!(creates == 1, "Job {name} was created {creates} times");
         }
     }
