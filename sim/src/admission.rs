@@ -194,6 +194,26 @@ pub fn strict_fields(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     )))
 }
 
+/// A server-side apply of a custom resource builds a typed object from the patch with the
+/// CRD's schema, so a field the schema does not declare fails the whole request, whatever
+/// `fieldValidation` says: kube-apiserver answers 500 "failed to create typed patch object
+/// (/NAME; GROUP/VERSION, Kind=KIND): .spec.x: field not declared in schema" (seen on
+/// v1.37.2) where a create or an update prunes the field silently.
+pub fn apply_fields(rt: &ResourceType, name: &str, patch: &Value) -> ApiResult<()> {
+    let Some(schema) = rt.schema.as_ref().filter(|_| !rt.builtin) else {
+        return Ok(());
+    };
+    let unknown = crate::schema::prune_and_default(schema, &mut patch.clone());
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let version = rt.versions.first().map(String::as_str).unwrap_or_default();
+    Err(ApiError::internal(format!(
+        "failed to create typed patch object (/{name}; {}/{version}, Kind={}): .{first}: field not declared in schema",
+        rt.group, rt.kind
+    )))
+}
+
 /// The pod spec defaults a real server fills in (shown by `kubectl get -o yaml`).
 fn default_pod_spec(obj: &mut Value, pointer: &str) {
     if obj.pointer(pointer).is_none_or(|s| !s.is_object()) {

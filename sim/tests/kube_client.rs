@@ -532,3 +532,59 @@ async fn the_request_log_names_created_objects_and_their_outcome() {
         [("logged".to_string(), 201), ("logged".to_string(), 409)]
     );
 }
+
+/// As kube-apiserver v1.37: a create prunes a field the schema does not declare, a
+/// server-side apply refuses the whole request (500, "field not declared in schema").
+#[tokio::test]
+async fn an_apply_with_an_undeclared_field_is_refused_where_a_create_prunes_it() {
+    let (_sim, client) = common::start(1.0).await;
+    let widgets = install_widgets(&client).await;
+    let created = widgets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "pruned"}, "spec": {"size": 1, "shape": "round"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"], json!({"size": 1}));
+
+    let applied = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "applied"}, "spec": {"size": 2, "shape": "square"}});
+    for _ in ["create", "update"] {
+        let err = widgets
+            .patch(
+                "applied",
+                &PatchParams::apply("someone"),
+                &Patch::Apply(&applied),
+            )
+            .await
+            .unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("expected a Status, got {err:?}")
+        };
+        assert_eq!(
+            (status.code, status.reason.as_str()),
+            (500, "InternalError")
+        );
+        assert!(
+            status
+                .message
+                .contains(".spec.shape: field not declared in schema"),
+            "{}",
+            status.message
+        );
+        // The second round applies over an existing object.
+        widgets
+            .patch(
+                "applied",
+                &PatchParams::apply("someone"),
+                &Patch::Apply(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                    "metadata": {"name": "applied"}, "spec": {"size": 2}})),
+            )
+            .await
+            .unwrap();
+    }
+}

@@ -1,12 +1,21 @@
-//! Where the scenarios run. By default each scenario gets its own simulated cluster, so
-//! scenarios run in parallel without seeing each other. With `APPRELEASE_E2E_KUBECONFIG`
-//! they share that real cluster, each in its own namespace.
+//! Where the scenarios run, chosen by the environment ([`Backend::from_env`]):
+//!
+//! - the simulator (the default, `APPRELEASE_E2E_BACKEND=sim`): each scenario gets its own
+//!   simulated cluster, so scenarios run in parallel without seeing each other;
+//! - the real control plane (`APPRELEASE_E2E_BACKEND=control-plane`): one kube-apiserver,
+//!   etcd, controller-manager, scheduler and KWOK per test process (`crate::testbed`), the
+//!   operator running as its ServiceAccount under the shipped RBAC;
+//! - any cluster (`APPRELEASE_E2E_KUBECONFIG=PATH`, or `APPRELEASE_E2E_BACKEND=kubeconfig`
+//!   with it): kind, k3d, a real one, with the operator running as that kubeconfig's user.
+//!
+//! On the shared backends every scenario works in a namespace of its own.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use apprelease_operator::api::AppRelease;
+use apprelease_sim::requests::RequestRecord;
 use apprelease_sim::{Fault, ImageEffect, JobMatch, JobResult, JobRule, Sim, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -15,9 +24,68 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, CustomResourceExt};
 
 use crate::fixtures::{BAD_VERSION, Outcome, RELEASE};
+use crate::testbed::{self, Testbed};
+
+/// Where the scenarios run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A simulated cluster per scenario (`apprelease-sim`).
+    Simulator,
+    /// The local real control plane with KWOK, shared by the test process.
+    ControlPlane,
+    /// The cluster of this kubeconfig, shared.
+    Kubeconfig(PathBuf),
+}
+
+impl Backend {
+    /// `APPRELEASE_E2E_BACKEND` (`sim`, `control-plane`, `kubeconfig`), else
+    /// `APPRELEASE_E2E_KUBECONFIG` when set, else the simulator.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let kubeconfig = std::env::var_os("APPRELEASE_E2E_KUBECONFIG").map(PathBuf::from);
+        let chosen = std::env::var("APPRELEASE_E2E_BACKEND").unwrap_or_default();
+        match (chosen.as_str(), kubeconfig) {
+            ("" | "kubeconfig", Some(path)) => Ok(Self::Kubeconfig(path)),
+            ("kubeconfig", None) => {
+                anyhow::bail!("APPRELEASE_E2E_BACKEND=kubeconfig needs APPRELEASE_E2E_KUBECONFIG")
+            }
+            ("" | "sim" | "simulator", None) => Ok(Self::Simulator),
+            ("control-plane", None) => Ok(Self::ControlPlane),
+            (other, Some(_)) => anyhow::bail!(
+                "APPRELEASE_E2E_BACKEND={other} and APPRELEASE_E2E_KUBECONFIG disagree: set one"
+            ),
+            (other, None) => anyhow::bail!(
+                "APPRELEASE_E2E_BACKEND={other:?}: expected sim, control-plane or kubeconfig"
+            ),
+        }
+    }
+
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Simulator => "sim",
+            Self::ControlPlane => "control-plane",
+            Self::Kubeconfig(_) => "kubeconfig",
+        }
+    }
+}
 
 /// Simulated seconds per real second: a 10 s progress deadline takes half a second.
 pub const TIME_SCALE: f64 = 20.0;
+
+/// Fails, naming the reason, unless the scenarios run on the simulated cluster: for the
+/// scenarios only the simulator can stage (each says why in its doc comment). On the other
+/// backends they are excluded explicitly (`--skip NAME`, as scripts/test.sh does), never
+/// passed silently.
+pub fn require_simulator(why: &str) -> anyhow::Result<()> {
+    let backend = Backend::from_env()?;
+    anyhow::ensure!(
+        backend == Backend::Simulator,
+        "this scenario runs on the simulated cluster only: {why}. On the {} backend, exclude \
+         it explicitly (cargo test ... -- --skip NAME)",
+        backend.name()
+    );
+    Ok(())
+}
 
 /// A cluster and a namespace of one scenario.
 pub struct Cluster {
@@ -25,11 +93,17 @@ pub struct Cluster {
     pub client: Client,
     /// The namespace the scenario works in.
     pub namespace: String,
-    /// Kubeconfig file the operator process uses.
+    /// Kubeconfig file of the harness's client (an administrator on the shared backends).
     pub kubeconfig: PathBuf,
+    /// Kubeconfig file the operator process uses: on the control plane, the
+    /// `apprelease-operator` ServiceAccount's; elsewhere the same as `kubeconfig`.
+    pub operator_kubeconfig: PathBuf,
     /// A scratch directory (logs, kubeconfig).
     pub dir: PathBuf,
+    /// Where this runs.
+    pub backend: Backend,
     sim: Option<SimServer>,
+    testbed: Option<&'static Testbed>,
 }
 
 /// The simulated cluster on a runtime of its own, as a separate server would be: its work
@@ -77,8 +151,17 @@ impl Drop for SimServer {
 impl Cluster {
     /// A cluster for the scenario `name`, with the CRD installed and a fresh namespace.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
-        let cluster = Self::start_bare(name).await?;
-        cluster.install_crd().await?;
+        Self::start_on(name, Backend::from_env()?).await
+    }
+
+    /// [`Cluster::start`] on this backend, whatever the environment says: for tests that need
+    /// one backend (the real server's RBAC, say).
+    pub async fn start_on(name: &str, backend: Backend) -> anyhow::Result<Self> {
+        let cluster = Self::start_bare_on(name, backend).await?;
+        // The control plane has the CRD already, from `kubectl apply -k manifests/`.
+        if cluster.testbed.is_none() {
+            cluster.install_crd().await?;
+        }
         cluster.create_namespace().await?;
         Ok(cluster)
     }
@@ -86,19 +169,32 @@ impl Cluster {
     /// A cluster for the scenario `name` with nothing installed by the harness (neither the
     /// CRD nor the namespace): for tests that install the shipped manifests themselves.
     pub async fn start_bare(name: &str) -> anyhow::Result<Self> {
+        Self::start_bare_on(name, Backend::from_env()?).await
+    }
+
+    async fn start_bare_on(name: &str, backend: Backend) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("apprelease-e2e-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let (sim, kubeconfig) = match std::env::var_os("APPRELEASE_E2E_KUBECONFIG") {
-            Some(path) => (None, PathBuf::from(path)),
-            None => {
+        let (sim, testbed, kubeconfig, operator_kubeconfig) = match &backend {
+            Backend::Kubeconfig(path) => (None, None, path.clone(), path.clone()),
+            Backend::ControlPlane => {
+                // Started on a thread of its own; waiting for it blocks only this test's thread.
+                let testbed = testbed::shared()?;
+                let (admin, operator) = (
+                    testbed.admin_kubeconfig.clone(),
+                    testbed.operator_kubeconfig.clone(),
+                );
+                (None, Some(testbed), admin, operator)
+            }
+            Backend::Simulator => {
                 let sim = SimServer::start()?;
                 let path = dir.join("kubeconfig");
                 sim.handle().write_kubeconfig(&path)?;
                 // A tag that does not exist never becomes ready on a real cluster; say the same here.
                 sim.handle()
                     .fault_image(&format!("*:{BAD_VERSION}"), ImageEffect::NeverReady);
-                (Some(sim), path)
+                (Some(sim), None, path.clone(), path)
             }
         };
         let client = client(&kubeconfig).await?;
@@ -107,14 +203,40 @@ impl Cluster {
             client,
             namespace,
             kubeconfig,
+            operator_kubeconfig,
             dir,
+            backend,
             sim,
+            testbed,
         })
     }
 
     /// Whether this is the simulated cluster.
     pub fn is_simulated(&self) -> bool {
         self.sim.is_some()
+    }
+
+    /// The shared real control plane, when the scenario runs on it.
+    pub fn testbed(&self) -> Option<&'static Testbed> {
+        self.testbed
+    }
+
+    /// The requests made in the scenario's namespace, in order: the simulator's request log,
+    /// or the control plane's audit log. None on a cluster given by kubeconfig (no log to read).
+    pub fn requests(&self) -> Option<Vec<RequestRecord>> {
+        if let Some(sim) = self.sim() {
+            return Some(sim.requests().recent());
+        }
+        self.testbed.map(|t| t.requests(&self.namespace))
+    }
+
+    /// The kubectl to drive this cluster with: the one built with the control plane (the same
+    /// version), else the one on PATH.
+    pub fn kubectl(&self) -> PathBuf {
+        match self.testbed {
+            Some(t) => t.bin.join("kubectl"),
+            None => PathBuf::from("kubectl"),
+        }
     }
 
     /// The simulated cluster, for request counts and API faults.

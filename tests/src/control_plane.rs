@@ -4,7 +4,7 @@
 //! official Go modules by `testbed/build.sh`.
 //!
 //! Nothing plays the kubelet here: Pods are created and scheduled (once a Node exists) but
-//! never run.
+//! never run. `crate::testbed` adds KWOK and a fake Node for the scenarios.
 //!
 //! Certificates are made with the `openssl` command line (OpenSSL 3), so the harness needs no
 //! X.509 crate.
@@ -48,6 +48,8 @@ pub struct ControlPlane {
     pub build_time: Duration,
     /// From the first process started to every component healthy.
     pub ready_time: Duration,
+    /// Keep `dir` when dropped (as when a test panicked, or `APPRELEASE_TESTBED_KEEP` is set).
+    pub keep: bool,
     processes: Vec<Process>,
 }
 
@@ -97,6 +99,7 @@ impl ControlPlane {
             audit_log: audit_log.clone(),
             build_time,
             ready_time: Duration::ZERO,
+            keep: false,
             processes: Vec::new(),
         };
 
@@ -245,9 +248,21 @@ impl ControlPlane {
     }
 
     fn spawn(&mut self, name: &'static str, args: &[String]) -> anyhow::Result<()> {
+        let program = self.bin.join(name);
+        self.spawn_program(name, &program, args)
+    }
+
+    /// Starts another process that belongs with the control plane (KWOK, say): logged to
+    /// `dir/NAME.log`, killed with the rest, and tied to the calling thread the same way.
+    pub fn spawn_program(
+        &mut self,
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+    ) -> anyhow::Result<()> {
         let log = self.dir.join(format!("{name}.log"));
         let out = File::create(&log)?;
-        let mut command = Command::new(self.bin.join(name));
+        let mut command = Command::new(program);
         // SAFETY: the closure runs in the forked child before exec and only calls prctl,
         // which is async-signal-safe.
         unsafe {
@@ -265,14 +280,14 @@ impl ControlPlane {
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", self.bin.join(name).display()))?;
+            .with_context(|| format!("starting {}", program.display()))?;
         self.processes.push(Process { name, child, log });
         Ok(())
     }
 
     /// Polls `check` until it succeeds; fails at once if the process `name` exits, and after
     /// `READY_LIMIT`, with the end of its log.
-    async fn wait_healthy<F, Fut>(&mut self, name: &str, check: F) -> anyhow::Result<()>
+    pub async fn wait_healthy<F, Fut>(&mut self, name: &str, check: F) -> anyhow::Result<()>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -327,6 +342,8 @@ impl Drop for ControlPlane {
                 );
             }
             eprintln!("control plane files kept in {}", self.dir.display());
+        } else if self.keep {
+            eprintln!("control plane files kept in {}", self.dir.display());
         } else if std::env::var_os("APPRELEASE_TESTBED_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -339,9 +356,24 @@ pub fn binaries() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("APPRELEASE_TESTBED_BIN") {
         return Ok(PathBuf::from(dir));
     }
+    build_sh(&[])
+}
+
+/// The KWOK binary: `APPRELEASE_KWOK_BIN`, else what `testbed/build.sh --kwok` builds or
+/// finds in its cache.
+pub fn kwok_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("APPRELEASE_KWOK_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    Ok(build_sh(&["--kwok"])?.join("kwok"))
+}
+
+/// Runs `testbed/build.sh ARGS` and returns the bin dir it prints last.
+fn build_sh(args: &[&str]) -> anyhow::Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed/build.sh");
     let output = Command::new("bash")
         .arg(&script)
+        .args(args)
         .stderr(Stdio::inherit())
         .stdin(Stdio::null())
         .output()

@@ -19,7 +19,10 @@ pub const RELEASE: &str = "shop";
 pub const V1: &str = "1.36.0";
 /// A good upgrade.
 pub const V2: &str = "1.36.1";
-/// A version that never becomes ready (a tag that does not exist).
+/// A version whose Deployment pods never become ready (a tag that does not exist): on the
+/// simulator an image fault, on the control plane a KWOK Stage (ImagePullBackOff). On both,
+/// Jobs with its image (the migration) run as scripted. On a cluster with a real kubelet the
+/// migration Job could not pull it either, and would fail only at its timeout.
 pub const BAD_VERSION: &str = "0.0.0-never-ready";
 /// A later good version.
 pub const V4: &str = "1.37.0";
@@ -75,9 +78,11 @@ pub async fn deploy_app(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A Job template whose container ends as `outcome` does (for real clusters; the simulated
-/// one is scripted to the same outcome). Without an image the container runs the new
-/// version's image of the first target, as migrations do.
+/// A Job template whose container ends as `outcome` does, on every backend: its script does
+/// it on a cluster with a real kubelet; its `e2e.apprelease.io/*` annotations tell the KWOK
+/// Stages of the control plane (testbed/kwok/stages.yaml) how the pod ends; the simulated
+/// cluster is scripted to the same outcome (`Cluster::script_jobs`). Without an image the
+/// container runs the new version's image of the first target, as migrations do.
 pub fn job_template(outcome: &Outcome, image: Option<&str>) -> PodTemplateSpec {
     let script = match outcome {
         Outcome::Succeed {
@@ -88,9 +93,36 @@ pub fn job_template(outcome: &Outcome, image: Option<&str>) -> PodTemplateSpec {
         Outcome::RunFor(duration) => format!("sleep {}", duration.as_secs()),
     };
     serde_json::from_value(json!({
+        "metadata": {"annotations": outcome_annotations(outcome)},
         "spec": {"containers": [{"name": "job", "image": image, "command": ["sh", "-c", script]}]}
     }))
     .expect("a valid pod template")
+}
+
+/// The annotations that script a Job pod's end for KWOK (see testbed/kwok/stages.yaml).
+pub fn outcome_annotations(outcome: &Outcome) -> serde_json::Map<String, serde_json::Value> {
+    let mut annotations = serde_json::Map::new();
+    let mut set = |key: &str, value: String| {
+        annotations.insert(format!("e2e.apprelease.io/{key}"), value.into());
+    };
+    match outcome {
+        Outcome::Succeed { report } => {
+            set("outcome", "succeed".into());
+            if let Some(report) = report {
+                set("message", report.clone());
+            }
+        }
+        Outcome::Fail { message } => {
+            set("outcome", "fail".into());
+            set("exit-code", "1".into());
+            set("message", message.clone());
+        }
+        Outcome::RunFor(duration) => {
+            set("outcome", "succeed".into());
+            set("run-for", format!("{}ms", duration.as_millis()));
+        }
+    }
+    annotations
 }
 
 /// Scripted outcomes of the release's Jobs.

@@ -1,6 +1,7 @@
-//! The end-to-end harness: a cluster (the simulated one, or a real one named by
-//! `APPRELEASE_E2E_KUBECONFIG`), the real `apprelease-operator` binary as a separate process,
-//! the example application, and ways to script failures that work on both.
+//! The end-to-end harness: a cluster (the simulated one, the local real control plane, or a
+//! real one named by `APPRELEASE_E2E_KUBECONFIG`; see `cluster::Backend`), the real
+//! `apprelease-operator` binary as a separate process, the example application, and ways to
+//! script failures that work on all of them.
 
 pub mod cluster;
 pub mod control_plane;
@@ -8,6 +9,7 @@ pub mod fixtures;
 pub mod inspect;
 pub mod operator;
 pub mod scenario;
+pub mod testbed;
 pub mod wait;
 
 pub use cluster::Cluster;

@@ -34,7 +34,7 @@ impl Operator {
             "--namespace".into(),
             cluster.namespace.clone(),
             "--kubeconfig".into(),
-            cluster.kubeconfig.display().to_string(),
+            cluster.operator_kubeconfig.display().to_string(),
             "--metrics-addr".into(),
             "127.0.0.1:0".into(),
         ];

@@ -6,12 +6,14 @@ use apprelease_operator::api::conditions::{ConditionStatus, RECONCILING};
 use apprelease_operator::api::{AppRelease, AppReleaseStatus};
 
 use crate::fixtures::{self, Jobs, RELEASE, V1};
-use crate::{Cluster, Operator, inspect};
+use crate::{Cluster, Operator, inspect, testbed};
 
 /// How long any single wait may take before the scenario fails: a liveness bound.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
-/// A cluster, the app, and the operator.
+/// A cluster, the app, and the operator. On the real control plane, a scenario that ends
+/// with any request of the operator refused (403) in its namespace fails when dropped: the
+/// shipped ClusterRole must allow everything the operator does.
 pub struct Scenario {
     /// The cluster.
     pub cluster: Cluster,
@@ -109,5 +111,27 @@ impl Scenario {
             "timed out waiting until {what}\nlast status: {last:#?}\noperator log:\n{}",
             self.operator.log_tail(40)
         )
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let Some(testbed) = self.cluster.testbed() else {
+            return;
+        };
+        if std::thread::panicking() {
+            testbed::keep_files();
+            return;
+        }
+        let forbidden = testbed.forbidden(testbed::OPERATOR_USER, Some(&self.cluster.namespace));
+        if !forbidden.is_empty() {
+            testbed::keep_files();
+            panic!(
+                "the API server refused {} request(s) of the operator (403) in {}: {forbidden:?}\n\
+                 the shipped ClusterRole (manifests/rbac.yaml) does not allow what it does",
+                forbidden.len(),
+                self.cluster.namespace
+            );
+        }
     }
 }

@@ -80,8 +80,7 @@ async fn restore_scales_down_restores_this_upgrades_backup_then_brings_everythin
             && at("RestoreSucceeded") < at("RollingBack"),
         "{order:?}"
     );
-    if let Some(sim) = s.cluster.sim() {
-        let log = sim.requests().recent();
+    if let Some(log) = s.cluster.requests() {
         // The operator's requests in this namespace, in order.
         let ours: Vec<_> = log
             .iter()

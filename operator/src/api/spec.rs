@@ -43,9 +43,12 @@ pub struct AppReleaseSpec {
 
     /// The Deployments that carry the version, updated in this order. If one fails, all go
     /// back together.
+    /// At most 64: the bounds (and those of the strings below) keep the estimated cost of the
+    /// CEL rules inside the API server's budget, which refuses the whole CRD otherwise.
     #[x_kube(validation = Rule::new("size(self) > 0").message("at least one target is needed"))]
     #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.deployment == a.deployment))")
         .message("each Deployment may be listed once"))]
+    #[schemars(length(max = 64))]
     pub targets: Vec<Target>,
 
     /// A backup taken before anything is changed. Without it, upgrades run without a backup.
@@ -81,6 +84,7 @@ pub struct Target {
     /// Name of the Deployment, in the AppRelease's namespace.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
         .message("deployment must be a Kubernetes object name"))]
+    #[schemars(length(max = 253))]
     pub deployment: String,
 
     /// Containers of the pod template whose image carries the version. Default: all of them
@@ -93,6 +97,7 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("!self.contains('@') && !self.substring(self.lastIndexOf('/') + 1).contains(':')")
         .message("image is a repository: leave out the tag and the digest, the tag is spec.version"))]
+    #[schemars(length(max = 1024))]
     pub image: Option<String>,
 }
 
@@ -127,6 +132,7 @@ pub struct BackupSpec {
     /// minutes, seconds). Optional; a backup an upgrade depends on is never pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = age_rule())]
+    #[schemars(length(max = 64))]
     pub max_age: Option<String>,
 
     /// How long the backup Job may run, e.g. `30m`. A preset's restore Job gets the same time.

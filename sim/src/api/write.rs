@@ -272,6 +272,7 @@ fn apply_create(
 ) -> ApiResult<Response> {
     let mut applied = body.clone();
     check_identity(req, &mut applied, true)?;
+    admission::apply_fields(&req.rt, meta::name(&applied), &applied)?;
     let skeleton = json!({"apiVersion": applied["apiVersion"], "kind": req.rt.kind,
                           "metadata": applied["metadata"].clone()});
     let merged = apply::apply(&skeleton, &applied, w, force)?;
@@ -297,6 +298,7 @@ fn patched(
         PatchType::Apply => {
             let mut applied = body.clone();
             check_identity(req, &mut applied, true)?;
+            admission::apply_fields(&req.rt, meta::name(old), &applied)?;
             new = apply::apply(&new, &applied, w, force)?;
         }
     }
