@@ -30,6 +30,9 @@ use crate::plan::{self, Note, NoteType};
 /// failing for every AppRelease.
 pub type Guarded = DeserializeGuard<AppRelease>;
 
+/// How soon a reconcile whose status write met a newer AppRelease is tried again.
+const STALE_RETRY: Duration = Duration::from_millis(200);
+
 /// What `run` needs to know.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -293,7 +296,12 @@ fn error_policy(guarded: Arc<Guarded>, error: &k8s::Error, ctx: Arc<Context>) ->
             error: error.metric_label(),
         })
         .inc();
-    let delay: Duration = ctx.backoff.failed(&key(guarded.meta()));
+    // A stale read is no failure: the cache catches up within moments.
+    let delay: Duration = if matches!(error, k8s::Error::Stale(_)) {
+        STALE_RETRY
+    } else {
+        ctx.backoff.failed(&key(guarded.meta()))
+    };
     warn!(name = %guarded.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -32,8 +32,12 @@ impl Executor<'_> {
     pub async fn execute(&self, release: &AppRelease, decision: &Decision) -> Result<(), Error> {
         let namespace = release.namespace().unwrap_or_default();
         let holds = has_finalizer(release);
+        // The version of the AppRelease the decision was made from, as far as our own writes
+        // in this reconcile moved it.
+        let mut version = release.resource_version();
         if decision.finalizer && !holds {
-            self.patch_finalizers(release, &namespace, add_finalizer_patch(release), true)
+            version = self
+                .patch_finalizers(release, &namespace, add_finalizer_patch(release), true)
                 .await?;
         }
         if release.status.as_ref() != Some(&decision.status) {
@@ -42,10 +46,17 @@ impl Executor<'_> {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            let patch: Patch<()> = Patch::Json(status_patch(&decision.status));
-            api.patch_status(&release.name_any(), &params, &patch)
-                .await
-                .map_err(Error::WriteStatus)?;
+            let patch: Patch<()> = Patch::Json(status_patch(&decision.status, version.as_deref()));
+            match api.patch_status(&release.name_any(), &params, &patch).await {
+                Ok(_) => {}
+                // The decision was made from an AppRelease older than the stored one (a
+                // cache that lags our own last write, or another writer): nothing is done,
+                // and the next reconcile decides again from fresh state.
+                Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => {
+                    return Err(Error::Stale(kube::Error::Api(status)));
+                }
+                Err(error) => return Err(Error::WriteStatus(error)),
+            }
         }
         let reference = release.object_ref(&());
         for note in &decision.notes {
@@ -64,16 +75,18 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Applies a finalizer patch. When its test fails (422) because the release read from the
-    /// cache was older than the stored one, the stored one is read: if it already has the
-    /// finalizer as `wanted`, there is nothing left to do.
+    /// Applies a finalizer patch and returns the AppRelease's new resourceVersion. When its
+    /// test fails (422) because the release read from the cache was older than the stored
+    /// one, the stored one is read: if it already has the finalizer as `wanted`, there is
+    /// nothing left to do here — and the version decided from is returned unchanged, so that
+    /// the status write that follows is refused as stale instead of acting on an old copy.
     async fn patch_finalizers(
         &self,
         release: &AppRelease,
         namespace: &str,
         patch: json_patch::Patch,
         wanted: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<String>, Error> {
         let api: Api<AppRelease> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -81,11 +94,11 @@ impl Executor<'_> {
         };
         let name = release.name_any();
         match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
-            Ok(_) => Ok(()),
+            Ok(updated) => Ok(updated.resource_version()),
             Err(kube::Error::Api(status)) if status.code == 422 => {
                 let stored = api.get(&name).await.map_err(Error::Finalizer)?;
                 if has_finalizer(&stored) == wanted {
-                    Ok(())
+                    Ok(release.resource_version())
                 } else {
                     Err(Error::Finalizer(kube::Error::Api(status)))
                 }
@@ -282,12 +295,19 @@ pub fn image_body(deployment: &str, images: &[(String, String)]) -> Value {
 /// operator is the only writer of status, and a wholesale replacement makes fields it stops
 /// sending (a finished `upgrade`) disappear — where a server-side apply may leave an empty
 /// parent object behind that then fails the schema's required fields.
-pub fn status_patch(status: &AppReleaseStatus) -> json_patch::Patch {
+///
+/// With `version`, the patch first tests that the stored AppRelease is still that
+/// resourceVersion: a write-ahead record decided from a stale copy must never land (the
+/// server refuses the whole patch, 422, when the test fails).
+pub fn status_patch(status: &AppReleaseStatus, version: Option<&str>) -> json_patch::Patch {
     let value = serde_json::to_value(status).unwrap_or(Value::Null);
-    json_patch::Patch(vec![json_patch::PatchOperation::Add(
-        json_patch::AddOperation {
-            path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
-            value,
-        },
-    )])
+    let mut ops: Vec<json_patch::PatchOperation> = version
+        .map(|v| test_op("/metadata/resourceVersion", json!(v)))
+        .into_iter()
+        .collect();
+    ops.push(json_patch::PatchOperation::Add(json_patch::AddOperation {
+        path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+        value,
+    }));
+    json_patch::Patch(ops)
 }

@@ -17,6 +17,10 @@ pub enum Error {
     /// Writing the status failed; nothing was done after it.
     #[error("writing the status: {0}")]
     WriteStatus(#[source] kube::Error),
+    /// The status write was refused because the AppRelease changed since it was read; nothing
+    /// was done, and it is reconciled again soon from fresh state.
+    #[error("the AppRelease changed since it was read, so nothing was done: {0}")]
+    Stale(#[source] kube::Error),
     /// Building a Job failed.
     #[error("building Job: {0}")]
     BuildJob(#[from] BuildError),
@@ -48,6 +52,7 @@ impl Error {
             Error::ReadDeployment { .. } => "read_deployment",
             Error::List { .. } => "list",
             Error::WriteStatus(_) => "write_status",
+            Error::Stale(_) => "stale",
             Error::BuildJob(_) => "build_job",
             Error::CreateJob { .. } => "create_job",
             Error::ForeignJob { .. } => "foreign_job",

@@ -211,24 +211,31 @@ async fn the_finalizer_then_the_status_go_in_before_any_action() {
     release.metadata.resource_version = Some("7".into());
     let (client, mut server) = ApiServer::start();
     let task = tokio::spawn(run(client, release.clone(), decision));
-    let finalizer = server.answer(200, stored(&release)).await;
+    let mut with_finalizer = release.clone();
+    with_finalizer.metadata.resource_version = Some("8".into());
+    let finalizer = server.answer(200, stored(&with_finalizer)).await;
     assert_finalizer_added(&finalizer);
-    let status = server.answer(200, stored(&release)).await;
+    let status = server.answer(200, stored(&with_finalizer)).await;
     assert_eq!(status.method, "PATCH");
     assert_eq!(
         status.uri,
         "/apis/apprelease.io/v1alpha1/namespaces/meet/appreleases/meet/status?&fieldManager=apprelease-operator"
     );
     assert_eq!(status.content_type, "application/json-patch+json");
-    // One operation that replaces the whole status and touches nothing else (never spec).
+    // On the condition that the AppRelease is the one decided from (as the finalizer patch
+    // left it), one operation replaces the whole status and touches nothing else (never spec).
     let ops = status.body.as_array().unwrap();
-    assert_eq!(ops.len(), 1);
+    assert_eq!(ops.len(), 2);
     assert_eq!(
-        (ops[0]["op"].as_str(), ops[0]["path"].as_str()),
+        ops[0],
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": "8"})
+    );
+    assert_eq!(
+        (ops[1]["op"].as_str(), ops[1]["path"].as_str()),
         (Some("add"), Some("/status"))
     );
-    assert_eq!(ops[0]["value"]["upgrade"]["step"], "BackingUp");
-    assert_eq!(ops[0]["value"]["observedGeneration"], 1);
+    assert_eq!(ops[1]["value"]["upgrade"]["step"], "BackingUp");
+    assert_eq!(ops[1]["value"]["observedGeneration"], 1);
     let event = server.answer(201, json!({})).await;
     assert_eq!(
         (event.method.as_str(), event.uri.as_str()),
@@ -275,10 +282,19 @@ async fn a_failed_finalizer_or_status_write_stops_before_any_action() {
     server.expect_silence().await;
     assert!(matches!(task.await.unwrap(), Err(Error::Finalizer(_))));
 
+    // The status write meets a newer AppRelease (its test fails): stale, nothing done.
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release.clone(), decision.clone()));
+    server.answer(200, stored(&release)).await;
+    server.answer(422, status_error(422, "Invalid")).await;
+    server.expect_silence().await;
+    assert!(matches!(task.await.unwrap(), Err(Error::Stale(_))));
+
+    // Any other refusal of the status write stops everything too.
     let (client, mut server) = ApiServer::start();
     let task = tokio::spawn(run(client, release.clone(), decision));
     server.answer(200, stored(&release)).await;
-    server.answer(409, status_error(409, "Conflict")).await;
+    server.answer(500, status_error(500, "InternalError")).await;
     server.expect_silence().await;
     assert!(matches!(task.await.unwrap(), Err(Error::WriteStatus(_))));
 }
@@ -420,4 +436,28 @@ async fn a_finalizer_already_gone_from_the_stored_release_is_not_an_error() {
     server.answer(200, stored(&stored_release)).await;
     server.expect_silence().await;
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_decision_from_a_copy_older_than_its_own_finalizer_does_not_act() {
+    // The cache shows the release from before this operator's own finalizer patch and
+    // status write: the finalizer is found already there, and the status write, tested
+    // against the version decided from, is refused; no Event, no Job.
+    let mut world = World::new(full("2.0"), cluster("1.0"));
+    let decision = world.step();
+    let mut stale = full("2.0");
+    stale.metadata.resource_version = Some("7".into());
+    let mut stored_release = world.release.clone();
+    stored_release.metadata.resource_version = Some("9".into());
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, stale, decision));
+    server.answer(422, status_error(422, "Invalid")).await;
+    server.answer(200, stored(&stored_release)).await;
+    let status = server.answer(422, status_error(422, "Invalid")).await;
+    assert_eq!(
+        status.body[0],
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"})
+    );
+    server.expect_silence().await;
+    assert!(matches!(task.await.unwrap(), Err(Error::Stale(_))));
 }
