@@ -302,11 +302,20 @@ impl Cluster {
         .await
     }
 
+    /// The scenario's namespace, enforcing Pod Security `restricted`: on a real server every
+    /// pod of the scenario — the operator's Jobs included — must pass that admission.
     async fn create_namespace(&self) -> anyhow::Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let namespace = Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(self.namespace.clone()),
+                labels: Some(
+                    [(
+                        "pod-security.kubernetes.io/enforce".to_string(),
+                        "restricted".to_string(),
+                    )]
+                    .into(),
+                ),
                 ..Default::default()
             },
             ..Default::default()

@@ -66,9 +66,11 @@ pub async fn deploy_app(cluster: &Cluster) -> anyhow::Result<()> {
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [
-                        {"name": name, "image": format!("{REPOSITORY}:{V1}"), "command": ["sleep", "3600"]},
-                        {"name": "metrics", "image": "busybox:1.36", "command": ["sleep", "3600"]}
+                    "spec": {"securityContext": restricted_pod(), "containers": [
+                        {"name": name, "image": format!("{REPOSITORY}:{V1}"), "command": ["sleep", "3600"],
+                         "securityContext": restricted_container()},
+                        {"name": "metrics", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                         "securityContext": restricted_container()}
                     ]}
                 }
             }
@@ -94,9 +96,24 @@ pub fn job_template(outcome: &Outcome, image: Option<&str>) -> PodTemplateSpec {
     };
     serde_json::from_value(json!({
         "metadata": {"annotations": outcome_annotations(outcome)},
-        "spec": {"containers": [{"name": "job", "image": image, "command": ["sh", "-c", script]}]}
+        "spec": {"securityContext": restricted_pod(), "containers": [{
+            "name": "job", "image": image, "command": ["sh", "-c", script],
+            "securityContext": restricted_container()
+        }]}
     }))
     .expect("a valid pod template")
+}
+
+/// The pod securityContext Pod Security `restricted` asks for, which every scenario
+/// namespace enforces (see `Cluster::create_namespace`): busybox as `nobody`.
+pub fn restricted_pod() -> serde_json::Value {
+    json!({"runAsNonRoot": true, "runAsUser": 65534, "runAsGroup": 65534,
+           "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+/// The container securityContext `restricted` asks for.
+pub fn restricted_container() -> serde_json::Value {
+    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
 }
 
 /// The annotations that script a Job pod's end for KWOK (see testbed/kwok/stages.yaml).

@@ -142,3 +142,37 @@ async fn s13d_going_back_to_an_older_version_is_warned_about() -> anyhow::Result
     );
     Ok(())
 }
+
+/// The scenario namespaces enforce Pod Security `restricted`, so every Job the operator
+/// created in the other scenarios passed that admission on a real server. The simulator does
+/// not evaluate Pod Security (it only stores the label), so there this checks the label.
+#[tokio::test]
+async fn s13e_scenario_namespaces_enforce_pod_security_restricted() -> anyhow::Result<()> {
+    let s = Scenario::start("restricted").await?;
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(s.cluster.client.clone())
+        .get(&s.cluster.namespace)
+        .await?;
+    assert_eq!(
+        namespace.metadata.labels.unwrap_or_default()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    if s.cluster.is_simulated() {
+        return Ok(());
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    let root: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "asks-for-nothing"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    }))?;
+    match pods.create(&Default::default(), &root).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{status:?}");
+            assert!(status.message.contains("restricted"), "{}", status.message);
+        }
+        other => {
+            anyhow::bail!("a pod without a restricted securityContext was admitted: {other:?}")
+        }
+    }
+    Ok(())
+}

@@ -17,7 +17,9 @@ async fn s10_a_hundred_releases_upgrade_at_once() -> anyhow::Result<()> {
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                 "template": {"metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": format!("{REPOSITORY}:{V1}")}]}}}
+                    "spec": {"securityContext": fixtures::restricted_pod(), "containers": [{
+                        "name": "app", "image": format!("{REPOSITORY}:{V1}"),
+                        "securityContext": fixtures::restricted_container()}]}}}
         });
         deployments
             .patch(name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
