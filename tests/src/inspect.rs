@@ -172,7 +172,15 @@ pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
         if let Some(log) = &log {
             let name = job.metadata.name.clone().unwrap_or_default();
             let creates = creates_in(log, cluster, &name);
-            anyhow::ensure!(creates == 1, "Job {name} was created {creates} times");
+            // The Job exists, so it was created at least once. A real server may record a
+            // create whose client was SIGKILLed mid-request without the 201 (the handler's
+            // context is cancelled while the write still lands), so there "once" is "no
+            // second create took effect"; the simulator always answers, so there it is exact.
+            if cluster.is_simulated() {
+                anyhow::ensure!(creates == 1, "Job {name} was created {creates} times");
+            } else {
+                anyhow::ensure!(creates <= 1, "Job {name} was created {creates} times");
+            }
         }
     }
     Ok(list.items.len())
