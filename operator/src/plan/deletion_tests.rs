@@ -172,15 +172,7 @@ fn restoring() -> World {
     world.run(5);
     world.finish_job("backup", JobOutcome::Succeeded, Some(BACKUP_REPORT));
     world.run(20);
-    world.finish_job("verify", JobOutcome::Failed("bad".into()), None);
-    world.step();
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
-    assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    world.fail_verify_and_reach_the_restore();
     world
 }
 

@@ -342,6 +342,27 @@ impl World {
         self.cluster.now += chrono::Duration::from_std(by).unwrap();
     }
 
+    /// From a failed verification of a release with `database: Restore`: records the scale
+    /// down, lets the pods go, and runs until the restore Job of attempt 1 is created.
+    pub fn fail_verify_and_reach_the_restore(&mut self) {
+        self.finish_job(
+            "verify",
+            JobOutcome::Failed("smoke test failed".into()),
+            None,
+        );
+        self.step();
+        assert_eq!(
+            self.status().upgrade.as_ref().map(|u| u.step),
+            Some(Step::ScalingDown)
+        );
+        self.settle_deployments();
+        self.cluster
+            .deployments
+            .values_mut()
+            .for_each(|d| d.status_replicas = 0);
+        assert_eq!(self.run(5).as_deref(), Some("meet-restore-1"));
+    }
+
     pub fn images(&self, deployment: &str) -> Vec<(String, String)> {
         self.cluster.deployments[deployment].containers.clone()
     }

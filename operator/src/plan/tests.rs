@@ -1004,23 +1004,7 @@ fn preset_restore_running() -> World {
         Some(&preset_report("meet-backup-1")),
     );
     world.run(20);
-    world.finish_job(
-        "verify",
-        JobOutcome::Failed("smoke test failed".into()),
-        None,
-    );
-    world.step();
-    assert_eq!(
-        world.status().upgrade.as_ref().unwrap().step,
-        Step::ScalingDown
-    );
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
-    assert_eq!(world.run(5).as_deref(), Some("meet-restore-1"));
+    world.fail_verify_and_reach_the_restore();
     world
 }
 
