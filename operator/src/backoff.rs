@@ -6,10 +6,12 @@ use std::time::Duration;
 
 /// First retry delay.
 const BASE: Duration = Duration::from_secs(2);
-/// Longest retry delay.
-const MAX: Duration = Duration::from_secs(300);
+/// Longest retry delay: the planner's poll interval while an upgrade runs. A longer one
+/// lets transient API errors stall an upgrade in flight past its step deadlines (the flaky-API
+/// scenario once waited 2 + 4 + 8 + 16 + 32 s after five failed reconciles in a row).
+const MAX: Duration = crate::plan::POLL;
 
-/// The delay before retry number `failures` (1-based): 2s, 4s, 8s, … up to 5 minutes.
+/// The delay before retry number `failures` (1-based): 2s, 4s, 8s, … up to 30 s.
 pub fn delay(failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(16);
     BASE.saturating_mul(1 << exponent).min(MAX)

@@ -30,7 +30,7 @@ mod rest_tests;
 #[cfg(test)]
 mod tests;
 
-pub use decision::{Action, Decision, JobRequest, Note, NoteType};
+pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer};
 
 use crate::api::{AppRelease, validate};
