@@ -15,9 +15,9 @@ use crate::api::{ContainerImage, MigrationPhase, Step, Upgrade, image};
 use crate::jobs::names::{JobKind, job_name};
 
 use super::decision::{Action, Decision, NoteType, Planner};
-use super::idle::display;
 use super::observed::JobOutcome;
 use super::outcome;
+use super::text::display;
 
 /// What the database holds once the data Jobs are done, as far as the operator knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,17 +7,23 @@
 //! to publish and when to look again. Every action is idempotent, so a crash between the
 //! status write and the actions only repeats them.
 
+mod backup_report;
 pub mod claims;
 mod decision;
 mod deletion;
 mod drift;
+mod forward;
 mod idle;
+mod job_progress;
+mod machine;
 pub mod observed;
 mod outcome;
 pub mod retention;
 mod rollback;
-mod steps;
+mod start;
 pub mod targets;
+mod text;
+mod transition;
 
 #[cfg(test)]
 mod deletion_tests;
@@ -93,9 +99,8 @@ pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
         match (plan.claim.clone(), plan.status.upgrade.is_some()) {
             // Held like an invalid spec: nothing is changed, the upgrade is kept.
             (Some(message), true) => plan.refuse_claimed(&message),
-            (None, true) => steps::advance(&mut plan),
             // At rest the release's own problems are told before the claim (see `idle`).
-            (_, false) => idle::settle(&mut plan),
+            _ => machine::run(&mut plan),
         }
     }
     plan.finish()

@@ -1,71 +1,42 @@
 //! Rolling an upgrade back: the database policy first (down-migration, or scale to zero and
-//! restore), then exactly the images recorded in `previousImages` (invariant 5).
+//! restore), then exactly the images recorded in `previousImages` (invariant 5). Each handler
+//! returns the next move (see `machine`).
 
 use std::time::Duration;
 
-use crate::api::{DatabaseRollback, DeploymentReplicas, Failure, Step, Upgrade, duration};
+use crate::api::{AppReleaseSpec, DatabaseRollback, DeploymentReplicas, Step, Upgrade, duration};
 use crate::jobs::names::JobKind;
 
 use super::decision::{Action, NoteType, Planner};
-use super::outcome;
-use super::steps::{Flow, JobProgress, elapsed, enter, run_job};
+use super::job_progress::{JobProgress, elapsed, run_job};
+use super::transition::{End, Transition};
 
-/// Starts a rollback because of `reason`; with automatic rollback off, stops instead.
-pub fn start(plan: &mut Planner, reason: &str, message: String) -> Flow {
-    let Some(upgrade) = plan.status.upgrade.clone() else {
-        return Flow::Moved;
-    };
-    if !plan.spec.rollback.automatic {
-        outcome::stopped(plan, &upgrade, reason, message);
-        return Flow::Moved;
-    }
-    plan.note(
-        NoteType::Warning,
-        reason,
-        format!("{message}; rolling back"),
-    );
-    let first = match plan.spec.rollback.database {
+/// The first step of a rollback: the database policy first (down-migration, or scale to
+/// zero and restore when this upgrade took a backup), else straight to the images.
+pub fn first_step(spec: &AppReleaseSpec, upgrade: &Upgrade) -> Step {
+    match spec.rollback.database {
         DatabaseRollback::Downgrade => Step::Downgrading,
         DatabaseRollback::Restore if upgrade.backup.is_some() => Step::ScalingDown,
         _ => Step::RollingBack,
-    };
-    if let Some(u) = plan.status.upgrade.as_mut() {
-        u.failure = Some(Failure {
-            reason: reason.to_string(),
-            message,
-        });
-    }
-    enter(plan, first)
-}
-
-/// Moves a rollback on.
-pub fn advance(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
-    match upgrade.step {
-        Step::Downgrading => downgrading(plan, upgrade),
-        Step::ScalingDown => scaling_down(plan, upgrade),
-        Step::Restoring => restoring(plan, upgrade),
-        _ => rolling_back(plan, upgrade),
     }
 }
 
-fn downgrading(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn downgrading(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     match run_job(plan, upgrade, JobKind::Downgrade) {
-        JobProgress::Waiting(message) => plan.progressing("RollingBack", message),
+        JobProgress::Waiting(message) => Transition::Wait(message),
         JobProgress::Failed(message) => {
             let advice = format!(
                 "{message}. The targets were left as they are ({}). The database may be partly downgraded: check it, restore {} by hand if needed, then set the images back.",
                 images(upgrade, true, plan),
                 backup_hint(plan, upgrade)
             );
-            outcome::rollback_failed(plan, upgrade, advice);
-            return Flow::Moved;
+            Transition::Finish(End::RollbackFailed(advice))
         }
-        JobProgress::Succeeded { .. } => return enter(plan, Step::RollingBack),
+        JobProgress::Succeeded { .. } => Transition::Enter(Step::RollingBack),
     }
-    Flow::Wait
 }
 
-fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     if upgrade.previous_replicas.is_empty() {
         // Write-ahead: the replica counts are in the status before anything is scaled.
         let replicas: Vec<DeploymentReplicas> = deployments(upgrade)
@@ -104,7 +75,7 @@ fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         }
     }
     if waiting.is_empty() {
-        return enter(plan, Step::Restoring);
+        return Transition::Enter(Step::Restoring);
     }
     let timeout = rollout_timeout(plan);
     if elapsed(plan, upgrade) >= timeout {
@@ -114,23 +85,18 @@ fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             waiting.join(", "),
             backup_hint(plan, upgrade)
         );
-        outcome::rollback_failed(plan, upgrade, message);
-        return Flow::Moved;
+        return Transition::Finish(End::RollbackFailed(message));
     }
-    plan.progressing(
-        "RollingBack",
-        format!(
-            "scaling {} to zero before restoring {}",
-            waiting.join(", "),
-            backup_hint(plan, upgrade)
-        ),
-    );
-    Flow::Wait
+    Transition::Wait(format!(
+        "scaling {} to zero before restoring {}",
+        waiting.join(", "),
+        backup_hint(plan, upgrade)
+    ))
 }
 
-fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     match run_job(plan, upgrade, JobKind::Restore) {
-        JobProgress::Waiting(message) => plan.progressing("RollingBack", message),
+        JobProgress::Waiting(message) => Transition::Wait(message),
         JobProgress::Failed(message) => {
             let replicas: Vec<String> = upgrade
                 .previous_replicas
@@ -143,8 +109,7 @@ fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
                 images(upgrade, false, plan),
                 replicas.join(", ")
             );
-            outcome::rollback_failed(plan, upgrade, advice);
-            return Flow::Moved;
+            Transition::Finish(End::RollbackFailed(advice))
         }
         JobProgress::Succeeded { name, .. } => {
             plan.note(
@@ -152,13 +117,12 @@ fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
                 "RestoreSucceeded",
                 format!("restore Job {name} restored {}", backup_hint(plan, upgrade)),
             );
-            return enter(plan, Step::RollingBack);
+            Transition::Enter(Step::RollingBack)
         }
     }
-    Flow::Wait
 }
 
-fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     let mut pending = Vec::new();
     for deployment in deployments(upgrade) {
         let Some(d) = plan.observed.deployments.get(&deployment) else {
@@ -197,8 +161,7 @@ fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         }
     }
     if pending.is_empty() {
-        outcome::rolled_back(plan, upgrade);
-        return Flow::Moved;
+        return Transition::Finish(End::RolledBack);
     }
     let timeout = rollout_timeout(plan);
     let waited = elapsed(plan, upgrade);
@@ -209,15 +172,13 @@ fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             pending.join(", "),
             images(upgrade, false, plan)
         );
-        outcome::rollback_failed(plan, upgrade, message);
-        return Flow::Moved;
+        return Transition::Finish(End::RollbackFailed(message));
     }
-    plan.progressing(
-        "RollingBack",
-        format!("putting back the previous images of {}", pending.join(", ")),
-    );
     plan.requeue(timeout.saturating_sub(waited) + Duration::from_secs(1));
-    Flow::Wait
+    Transition::Wait(format!(
+        "putting back the previous images of {}",
+        pending.join(", ")
+    ))
 }
 
 /// The Deployments the upgrade touched, in first-seen order.
