@@ -128,15 +128,22 @@ pub fn data_state(plan: &Planner, upgrade: &Upgrade) -> Data {
         || (upgrade
             .jobs_seen
             .contains(&job_name(plan.name, JobKind::Migration, upgrade.attempt))
-            && matches!(upgrade.step, Step::RollingOut | Step::Verifying)
+            && matches!(
+                upgrade.step,
+                Step::RollingOut | Step::Starting | Step::Verifying
+            )
             && plan
                 .spec
                 .migration
                 .as_ref()
                 .is_some_and(|m| m.when == MigrationPhase::BeforeRollout));
     match upgrade.step {
-        Step::BackingUp => Data::From,
-        Step::Migrating | Step::RollingOut | Step::Verifying | Step::ScalingDown => {
+        Step::Stopping | Step::BackingUp => Data::From,
+        Step::Migrating
+        | Step::RollingOut
+        | Step::Starting
+        | Step::Verifying
+        | Step::ScalingDown => {
             if migrated {
                 Data::To
             } else {

@@ -1,20 +1,67 @@
-//! The forward steps of an upgrade: backup, migration, rollout, verification. Each handler
-//! reads the upgrade and the observation and returns the next move (see `machine`).
+//! The forward steps of an upgrade: (offline: stop,) backup, migration, rollout, (offline:
+//! start,) verification. Each handler reads the upgrade and the observation and returns the
+//! next move (see `machine`).
 
 use std::time::Duration;
 
-use crate::api::{BackupRecord, ContainerImage, MigrationPhase, Step, Upgrade, duration};
+use crate::api::{
+    BackupRecord, ContainerImage, MigrationPhase, RolloutStrategy, Step, Upgrade, duration,
+};
 use crate::jobs::names::JobKind;
 
 use super::backup_report::{BackupReport, lenient_report, parse_report};
 use super::decision::{Action, NoteType, Planner};
 use super::job_progress::{JobProgress, elapsed, run_job};
-use super::start::after_backup;
+use super::observed::DeploymentState;
+use super::replicas;
+use super::start::{after_backup, after_stop};
 use super::targets;
 use super::text::display;
 use super::transition::{End, Transition};
 
+/// Offline: every target is scaled to zero (its count recorded first) and no pod of it may
+/// run before the backup starts.
+pub fn stopping(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
+    let names: Vec<String> = plan
+        .spec
+        .targets
+        .iter()
+        .map(|t| t.deployment.clone())
+        .collect();
+    replicas::record(plan, &names);
+    let running = replicas::scale_to_zero(plan);
+    if running.is_empty() {
+        return Transition::Enter(after_stop(
+            plan.spec,
+            upgrade.backup.as_deref(),
+            &upgrade.from,
+            &upgrade.to,
+        ));
+    }
+    let timeout = rollout_timeout(plan);
+    if elapsed(plan, upgrade) >= timeout {
+        return Transition::RollBack {
+            reason: "StopFailed",
+            message: format!(
+                "{} still ran pods {} after being scaled to zero, so the offline upgrade did not go on; nothing else was changed",
+                running.join(", "),
+                plan.spec.rollout.timeout
+            ),
+        };
+    }
+    Transition::Wait(format!(
+        "stopping {} for the offline upgrade to {}",
+        running.join(", "),
+        upgrade.to
+    ))
+}
+
 pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
+    // Offline, the targets are stopped by now: the upgrade cannot end without starting them.
+    let stopped = !upgrade.previous_replicas.is_empty();
+    if plan.spec.version != upgrade.to && stopped {
+        return supersede(plan, upgrade);
+    }
     if plan.spec.version != upgrade.to {
         // Nothing was changed yet: drop this upgrade and plan again for the new version.
         let message = format!(
@@ -25,6 +72,10 @@ pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     }
     match run_job(plan, upgrade, JobKind::Backup) {
         JobProgress::Waiting(message) => Transition::Wait(message),
+        JobProgress::Failed(message) if stopped => Transition::RollBack {
+            reason: "BackupFailed",
+            message: format!("{message}; the data was not changed"),
+        },
         JobProgress::Failed(message) => Transition::Finish(End::Aborted {
             reason: "BackupFailed",
             message: format!("{message}; nothing was changed"),
@@ -88,6 +139,10 @@ fn record_backup(plan: &mut Planner, upgrade: &Upgrade, name: String, report: Ba
 }
 
 pub fn migrating(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
+    // Write-ahead: from now on the data may be the new version's, so a rollback downgrades it.
+    if let Some(u) = plan.status.upgrade.as_mut() {
+        u.migration_started = true;
+    }
     // A running migration is never interrupted, even when spec.version moves on.
     match run_job(plan, upgrade, JobKind::Migration) {
         JobProgress::Waiting(message) => Transition::Wait(message),
@@ -104,7 +159,7 @@ pub fn migrating(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
             let rolled_out =
                 usize::try_from(upgrade.targets_done).unwrap_or(0) >= plan.spec.targets.len();
             if rolled_out {
-                after_rollout(plan, upgrade, true)
+                after_start(plan, upgrade, true)
             } else {
                 Transition::Enter(Step::RollingOut)
             }
@@ -118,7 +173,7 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     }
     let index = usize::try_from(upgrade.targets_done).unwrap_or(0);
     let Some(target) = plan.spec.targets.get(index) else {
-        return after_rollout(plan, upgrade, false);
+        return after_rollout(plan, upgrade);
     };
     let Some(deployment) = plan.observed.deployments.get(&target.deployment) else {
         let message = format!(
@@ -146,12 +201,31 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     if deployment.is_rolled_out() {
         return Transition::NextTarget;
     }
-    let timeout = duration::parse(&plan.spec.rollout.timeout).unwrap_or(Duration::from_secs(600));
+    if let Some(why) = given_up(plan, upgrade, deployment) {
+        return rollout_failed(format!(
+            "Deployment {} did not become available with {}: {why} ({})",
+            target.deployment,
+            upgrade.to,
+            deployment.progress()
+        ));
+    }
+    Transition::Wait(format!(
+        "waiting for Deployment {} to roll out {}: {}",
+        target.deployment,
+        upgrade.to,
+        deployment.progress()
+    ))
+}
+
+/// Why waiting for `deployment` to become available is over, if it is: its progress deadline
+/// passed, or the rollout timeout did. Otherwise the decision looks again at the timeout.
+fn given_up(plan: &mut Planner, upgrade: &Upgrade, deployment: &DeploymentState) -> Option<String> {
+    let timeout = rollout_timeout(plan);
     let waited = elapsed(plan, upgrade);
     if deployment.deadline_exceeded && deployment.observed_generation >= deployment.generation
         || waited >= timeout
     {
-        let why = if deployment.paused {
+        return Some(if deployment.paused {
             "it was paused during the upgrade (spec.paused), so nothing rolled out".to_string()
         } else if deployment.deadline_exceeded {
             "its progress deadline was exceeded".to_string()
@@ -160,21 +234,14 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
                 "the rollout timeout of {} passed",
                 plan.spec.rollout.timeout
             )
-        };
-        return rollout_failed(format!(
-            "Deployment {} did not become available with {}: {why} ({})",
-            target.deployment,
-            upgrade.to,
-            deployment.progress()
-        ));
+        });
     }
     plan.requeue(timeout.saturating_sub(waited) + Duration::from_secs(1));
-    Transition::Wait(format!(
-        "waiting for Deployment {} to roll out {}: {}",
-        target.deployment,
-        upgrade.to,
-        deployment.progress()
-    ))
+    None
+}
+
+fn rollout_timeout(plan: &Planner) -> Duration {
+    duration::parse(&plan.spec.rollout.timeout).unwrap_or(Duration::from_secs(600))
 }
 
 fn rollout_failed(message: String) -> Transition {
@@ -189,7 +256,7 @@ fn rollout_failed(message: String) -> Transition {
 fn rollout_images(
     index: usize,
     target: &crate::api::Target,
-    deployment: &super::DeploymentState,
+    deployment: &DeploymentState,
     upgrade: &Upgrade,
 ) -> Result<Vec<ContainerImage>, targets::TargetError> {
     let recorded: Vec<ContainerImage> = upgrade
@@ -225,8 +292,60 @@ fn rollout_images(
     Ok(recorded)
 }
 
-/// After every target is rolled out: the late migration, then verification, then done.
-fn after_rollout(plan: &Planner, upgrade: &Upgrade, migrated: bool) -> Transition {
+/// After every target got the new images: offline, start them; else what follows the start.
+fn after_rollout(plan: &Planner, upgrade: &Upgrade) -> Transition {
+    if plan.spec.rollout.strategy == RolloutStrategy::Offline {
+        return Transition::Enter(Step::Starting);
+    }
+    after_start(plan, upgrade, false)
+}
+
+/// Offline: the targets, on the new images, come back with the replica counts recorded
+/// before they were stopped. Only a target still at zero is scaled: once it runs, an
+/// autoscaler or a human may change its count, and the operator does not fight them.
+pub fn starting(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
+    if plan.spec.version != upgrade.to {
+        return supersede(plan, upgrade);
+    }
+    let mut waiting = Vec::new();
+    for r in &upgrade.previous_replicas {
+        let Some(deployment) = plan.observed.deployments.get(&r.deployment) else {
+            return rollout_failed(format!(
+                "Deployment {} was deleted during the upgrade",
+                r.deployment
+            ));
+        };
+        if deployment.replicas == 0 && r.replicas != 0 {
+            plan.act(Action::Scale {
+                deployment: r.deployment.clone(),
+                replicas: r.replicas,
+            });
+            waiting.push(format!("{} (starting {})", r.deployment, r.replicas));
+        } else if !deployment.is_rolled_out() {
+            if let Some(why) = given_up(plan, upgrade, deployment) {
+                return rollout_failed(format!(
+                    "Deployment {} did not become available with {} after starting: {why} ({})",
+                    r.deployment,
+                    upgrade.to,
+                    deployment.progress()
+                ));
+            }
+            waiting.push(format!("{} ({})", r.deployment, deployment.progress()));
+        }
+    }
+    if waiting.is_empty() {
+        return after_start(plan, upgrade, false);
+    }
+    Transition::Wait(format!(
+        "starting {} with {}: {}",
+        upgrade.to,
+        if waiting.len() == 1 { "one target" } else { "the targets" },
+        waiting.join(", ")
+    ))
+}
+
+/// Once the targets run the new version: the late migration, then verification, then done.
+fn after_start(plan: &Planner, upgrade: &Upgrade, migrated: bool) -> Transition {
     let late_migration =
         matches!(&plan.spec.migration, Some(m) if m.when == MigrationPhase::AfterRollout);
     if late_migration && !migrated && upgrade.from != upgrade.to {

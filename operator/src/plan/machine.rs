@@ -28,9 +28,11 @@ pub fn run(plan: &mut Planner) {
             }
         };
         let transition = match upgrade.step {
+            Step::Stopping => forward::stopping(plan, &upgrade),
             Step::BackingUp => forward::backing_up(plan, &upgrade),
             Step::Migrating => forward::migrating(plan, &upgrade),
             Step::RollingOut => forward::rolling_out(plan, &upgrade),
+            Step::Starting => forward::starting(plan, &upgrade),
             Step::Verifying => forward::verifying(plan, &upgrade),
             Step::Downgrading => rollback::downgrading(plan, &upgrade),
             Step::ScalingDown => rollback::scaling_down(plan, &upgrade),
@@ -52,7 +54,12 @@ pub fn run(plan: &mut Planner) {
 /// step of a rollback.
 fn reconciling_reason(step: Step) -> &'static str {
     match step {
-        Step::BackingUp | Step::Migrating | Step::RollingOut | Step::Verifying => step.as_str(),
+        Step::Stopping
+        | Step::BackingUp
+        | Step::Migrating
+        | Step::RollingOut
+        | Step::Starting
+        | Step::Verifying => step.as_str(),
         Step::Downgrading | Step::ScalingDown | Step::Restoring | Step::RollingBack => {
             "RollingBack"
         }

@@ -18,6 +18,7 @@ mod job_progress;
 mod machine;
 pub mod observed;
 mod outcome;
+mod replicas;
 pub mod retention;
 mod rollback;
 mod start;
@@ -29,6 +30,8 @@ mod transition;
 mod deletion_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod offline_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

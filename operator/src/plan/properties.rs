@@ -58,6 +58,7 @@ struct Config {
     database: DatabaseRollback,
     automatic: bool,
     bad_tags: Vec<&'static str>,
+    offline: bool,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -77,9 +78,10 @@ fn config() -> impl Strategy<Value = Config> {
         prop::bool::weighted(0.8),
         prop::sample::subsequence(vec!["2.0", "3.0", "4.0"], 0..=2),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(backup, migration, verify, database, automatic, bad_tags, preset)| Config {
+            |(backup, migration, verify, database, automatic, bad_tags, preset, offline)| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
                 preset,
@@ -88,6 +90,7 @@ fn config() -> impl Strategy<Value = Config> {
                 database,
                 automatic,
                 bad_tags,
+                offline,
             },
         )
 }
@@ -110,6 +113,9 @@ fn build(config: &Config) -> World {
         r.spec.rollback.restore = None;
     }
     r.spec.rollback.automatic = config.automatic;
+    if config.offline {
+        r = offline(r);
+    }
     let mut world = World::new(r, cluster("1.0"));
     world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
     world
@@ -265,6 +271,44 @@ fn check_decision(
         }
     }
 
+    // Offline: no backup and no before-rollout migration starts while a pod of a target runs.
+    if world.release.spec.rollout.strategy == RolloutStrategy::Offline {
+        for action in &decision.actions {
+            let Action::CreateJob(job) = action else {
+                continue;
+            };
+            let before_rollout = status.upgrade.as_ref().is_some_and(|u| u.targets_done == 0);
+            let data = job.kind == crate::jobs::names::JobKind::Backup
+                || job.kind == crate::jobs::names::JobKind::Migration && before_rollout;
+            if data {
+                for (name, d) in &seen.deployments {
+                    prop_assert!(
+                        d.replicas == 0 && d.status_replicas == 0,
+                        "{:?} Job {} created while {} runs pods",
+                        job.kind,
+                        job.name,
+                        name
+                    );
+                }
+            }
+        }
+    }
+
+    // The replica counts recorded before a stop are never overwritten while the upgrade (or
+    // the chain that continues it) is in flight.
+    let continued = |was: &Upgrade, now: &Upgrade| {
+        now.attempt == was.attempt
+            || status.history.first().is_some_and(|h| {
+                h.attempt == was.attempt && h.result == UpgradeResult::Superseded
+            })
+    };
+    if let (Some(was), Some(now)) = (&before.upgrade, &status.upgrade)
+        && !was.previous_replicas.is_empty()
+        && continued(was, now)
+    {
+        prop_assert_eq!(&was.previous_replicas, &now.previous_replicas);
+    }
+
     // Invariant 5: a rollback is declared finished only when the cluster it looked at runs
     // exactly the recorded previous images.
     if let (Some(upgrade), Some(last)) = (&before.upgrade, status.history.first())
@@ -347,6 +391,12 @@ proptest! {
         let ready = conditions::get(&world.status().conditions, conditions::READY).unwrap();
         let expected_ready = world.status().current_version.as_deref() == Some("2.0");
         prop_assert_eq!(ready.status == ConditionStatus::True, expected_ready, "{:?}", ready);
+        // Whatever the strategy, an upgrade that succeeded or rolled back leaves every target
+        // with the replica count it had (an offline stop and a restore bring them back).
+        let result = world.status().history.first().map(|h| h.result);
+        if matches!(result, Some(UpgradeResult::Succeeded | UpgradeResult::RolledBack | UpgradeResult::Aborted)) {
+            prop_assert_eq!(world.replicas(), (3, 2), "{:?}", world.status().history.first());
+        }
     }
 
     #[test]

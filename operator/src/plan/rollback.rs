@@ -4,17 +4,23 @@
 
 use std::time::Duration;
 
-use crate::api::{AppReleaseSpec, DatabaseRollback, DeploymentReplicas, Step, Upgrade, duration};
+use crate::api::{AppReleaseSpec, DatabaseRollback, RolloutStrategy, Step, Upgrade, duration};
 use crate::jobs::names::JobKind;
 
 use super::decision::{Action, NoteType, Planner};
 use super::job_progress::{JobProgress, elapsed, run_job};
+use super::replicas;
 use super::transition::{End, Transition};
 
-/// The first step of a rollback: the database policy first (down-migration, or scale to
-/// zero and restore when this upgrade took a backup), else straight to the images.
+/// The first step of a rollback: the database policy first (a down-migration once a
+/// migration may have run, or scale to zero and restore when this upgrade took a backup),
+/// else straight to the images. An offline upgrade stops the targets again before its
+/// down-migration.
 pub fn first_step(spec: &AppReleaseSpec, upgrade: &Upgrade) -> Step {
+    let offline = spec.rollout.strategy == RolloutStrategy::Offline;
     match spec.rollback.database {
+        DatabaseRollback::Downgrade if !upgrade.migration_started => Step::RollingBack,
+        DatabaseRollback::Downgrade if offline => Step::ScalingDown,
         DatabaseRollback::Downgrade => Step::Downgrading,
         DatabaseRollback::Restore if upgrade.backup.is_some() => Step::ScalingDown,
         _ => Step::RollingBack,
@@ -37,60 +43,31 @@ pub fn downgrading(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 }
 
 pub fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
-    if upgrade.previous_replicas.is_empty() {
-        // Write-ahead: the replica counts are in the status before anything is scaled.
-        let replicas: Vec<DeploymentReplicas> = deployments(upgrade)
-            .into_iter()
-            .filter_map(|name| {
-                let d = plan.observed.deployments.get(&name)?;
-                Some(DeploymentReplicas {
-                    deployment: name,
-                    replicas: d.replicas,
-                })
-            })
-            .collect();
-        if let Some(u) = plan.status.upgrade.as_mut() {
-            u.previous_replicas = replicas;
-        }
-    }
-    let recorded = plan
-        .status
-        .upgrade
-        .as_ref()
-        .map(|u| u.previous_replicas.clone())
-        .unwrap_or_default();
-    let mut waiting = Vec::new();
-    for r in &recorded {
-        let Some(d) = plan.observed.deployments.get(&r.deployment) else {
-            continue;
-        };
-        if d.replicas != 0 {
-            plan.act(Action::Scale {
-                deployment: r.deployment.clone(),
-                replicas: 0,
-            });
-        }
-        if d.replicas != 0 || !d.is_scaled_down() {
-            waiting.push(r.deployment.as_str());
-        }
-    }
+    // An offline upgrade recorded them before stopping the targets; those are kept.
+    replicas::record(plan, &deployments(upgrade));
+    let waiting = replicas::scale_to_zero(plan);
+    let (next, what) = match plan.spec.rollback.database {
+        DatabaseRollback::Downgrade => (Step::Downgrading, "down-migration".to_string()),
+        _ => (
+            Step::Restoring,
+            format!("restore of {}", backup_hint(plan, upgrade)),
+        ),
+    };
     if waiting.is_empty() {
-        return Transition::Enter(Step::Restoring);
+        return Transition::Enter(next);
     }
     let timeout = rollout_timeout(plan);
     if elapsed(plan, upgrade) >= timeout {
         let message = format!(
-            "the targets did not scale to zero within {} ({} still running), so the restore of {} did not start; the database was not touched",
+            "the targets did not scale to zero within {} ({} still running), so the {what} did not start; the database was not touched",
             plan.spec.rollout.timeout,
             waiting.join(", "),
-            backup_hint(plan, upgrade)
         );
         return Transition::Finish(End::RollbackFailed(message));
     }
     Transition::Wait(format!(
-        "scaling {} to zero before restoring {}",
-        waiting.join(", "),
-        backup_hint(plan, upgrade)
+        "scaling {} to zero before the {what}",
+        waiting.join(", ")
     ))
 }
 

@@ -1,7 +1,9 @@
 //! Beginning an upgrade: the write-ahead record of what is about to change, and its first
 //! step. Used when an upgrade starts at rest and when one is chained onto a newer version.
 
-use crate::api::{AppReleaseSpec, ContainerImage, MigrationPhase, Step, Upgrade, duration, image};
+use crate::api::{
+    AppReleaseSpec, ContainerImage, MigrationPhase, RolloutStrategy, Step, Upgrade, duration, image,
+};
 
 use super::decision::{NoteType, Planner};
 use super::retention;
@@ -38,10 +40,10 @@ pub fn begin(plan: &mut Planner, wanted: Vec<ContainerImage>) {
     plan.status.last_attempted_version = Some(to.clone());
     let now = plan.now();
     let attempt = plan.status.attempts;
-    let first = if plan.spec.backup.is_some() && from != to {
-        Step::BackingUp
+    let first = if plan.spec.rollout.strategy == RolloutStrategy::Offline {
+        Step::Stopping
     } else {
-        after_backup(plan.spec, &from, &to)
+        after_stop(plan.spec, None, &from, &to)
     };
     plan.note(
         NoteType::Normal,
@@ -52,6 +54,7 @@ pub fn begin(plan: &mut Planner, wanted: Vec<ContainerImage>) {
         ),
     );
     warn_downgrade(plan, &from, &to);
+    let backup = takes_backup(plan.spec, None, &from, &to);
     plan.status.upgrade = Some(Upgrade {
         from,
         to,
@@ -65,9 +68,10 @@ pub fn begin(plan: &mut Planner, wanted: Vec<ContainerImage>) {
         previous_replicas: Vec::new(),
         jobs_seen: Vec::new(),
         prune: Vec::new(),
+        migration_started: false,
         failure: None,
     });
-    if first == Step::BackingUp {
+    if backup {
         plan_prune(plan);
     }
 }
@@ -81,13 +85,13 @@ pub fn chain(plan: &mut Planner, ended: &Upgrade) {
     plan.status.last_attempted_version = Some(version.clone());
     let now = plan.now();
     // A chain that started as a same-version repair has no backup yet: take one now, before
-    // anything moves towards the new version (invariant 1).
-    let needs_backup =
-        ended.backup.is_none() && plan.spec.backup.is_some() && ended.from != version;
-    let step = if needs_backup {
-        Step::BackingUp
+    // anything moves towards the new version (invariant 1). Offline, the targets are stopped
+    // again first (the replica counts recorded at the start are kept).
+    let needs_backup = takes_backup(plan.spec, ended.backup.as_deref(), &ended.from, &version);
+    let step = if plan.spec.rollout.strategy == RolloutStrategy::Offline {
+        Step::Stopping
     } else {
-        after_backup(plan.spec, &ended.from, &version)
+        after_stop(plan.spec, ended.backup.as_deref(), &ended.from, &version)
     };
     let chained = Upgrade {
         to: version.clone(),
@@ -113,6 +117,22 @@ pub fn chain(plan: &mut Planner, ended: &Upgrade) {
     plan.status.upgrade = Some(chained);
     if needs_backup {
         plan_prune(plan);
+    }
+}
+
+/// Whether an upgrade from `from` to `to` still takes a backup: the spec asks for one, this
+/// upgrade has none yet, and the version changes.
+fn takes_backup(spec: &AppReleaseSpec, backup: Option<&str>, from: &str, to: &str) -> bool {
+    spec.backup.is_some() && backup.is_none() && from != to
+}
+
+/// The step once the application is stopped (offline) or straight away (rolling): the
+/// backup if one is still to take, else what follows it.
+pub fn after_stop(spec: &AppReleaseSpec, backup: Option<&str>, from: &str, to: &str) -> Step {
+    if takes_backup(spec, backup, from, to) {
+        Step::BackingUp
+    } else {
+        after_backup(spec, from, to)
     }
 }
 
