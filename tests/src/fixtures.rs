@@ -206,6 +206,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         }),
         rollout: RolloutSpec {
             timeout: "60s".into(),
+            ..RolloutSpec::default()
         },
         verify: Some(VerifySpec {
             template: job_template(&jobs.verify, None),

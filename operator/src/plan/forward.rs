@@ -339,7 +339,11 @@ pub fn starting(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     Transition::Wait(format!(
         "starting {} with {}: {}",
         upgrade.to,
-        if waiting.len() == 1 { "one target" } else { "the targets" },
+        if waiting.len() == 1 {
+            "one target"
+        } else {
+            "the targets"
+        },
         waiting.join(", ")
     ))
 }

@@ -106,7 +106,13 @@ fn offline_stops_backs_up_migrates_sets_images_starts_and_verifies() {
         .collect();
     assert_eq!(
         steps,
-        ["BackingUp", "Migrating", "RollingOut", "Starting", "Verifying"],
+        [
+            "BackingUp",
+            "Migrating",
+            "RollingOut",
+            "Starting",
+            "Verifying"
+        ],
         "each step entered once, in order (Stopping is the first, recorded at the start)"
     );
 }
@@ -221,7 +227,12 @@ fn offline_start_scales_once_and_then_leaves_the_count_to_an_autoscaler() {
     stop(&mut world);
     assert_eq!(world.run(10).as_deref(), Some("meet-verify-1"));
     // An autoscaler (or a human) changes the count while the verification runs.
-    world.cluster.deployments.get_mut("backend").unwrap().replicas = 5;
+    world
+        .cluster
+        .deployments
+        .get_mut("backend")
+        .unwrap()
+        .replicas = 5;
     world.settle_deployments();
     let decision = world.step();
     assert!(scales(&decision).is_empty(), "{:?}", decision.actions);
@@ -254,7 +265,11 @@ fn offline_a_crash_after_every_status_write_brings_back_the_recorded_counts() {
     }
     assert_eq!(world.status().history[0].result, UpgradeResult::Succeeded);
     assert_eq!(world.replicas(), (3, 2));
-    assert!(world.creates.values().all(|n| *n == 1), "{:?}", world.creates);
+    assert!(
+        world.creates.values().all(|n| *n == 1),
+        "{:?}",
+        world.creates
+    );
 }
 
 #[test]
@@ -281,13 +296,17 @@ fn offline_deleted_while_stopped_starts_the_old_version_before_letting_go() {
     let mut world = World::new(offline(with_backup(release("2.0"))), cluster("1.0"));
     stop(&mut world);
     world.run(5);
-    world.release.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-    );
+    world.release.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
     world.step();
     assert_eq!(world.replicas(), (3, 2));
     world.settle_deployments();
     let decision = world.step();
-    assert!(!decision.finalizer, "let go once the old version runs again");
+    assert!(
+        !decision.finalizer,
+        "let go once the old version runs again"
+    );
     assert_eq!(world.images("backend")[0].1, "ghcr.io/meet/backend:1.0");
 }

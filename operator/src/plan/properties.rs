@@ -298,9 +298,10 @@ fn check_decision(
     // the chain that continues it) is in flight.
     let continued = |was: &Upgrade, now: &Upgrade| {
         now.attempt == was.attempt
-            || status.history.first().is_some_and(|h| {
-                h.attempt == was.attempt && h.result == UpgradeResult::Superseded
-            })
+            || status
+                .history
+                .first()
+                .is_some_and(|h| h.attempt == was.attempt && h.result == UpgradeResult::Superseded)
     };
     if let (Some(was), Some(now)) = (&before.upgrade, &status.upgrade)
         && !was.previous_replicas.is_empty()
