@@ -10,7 +10,9 @@ use apprelease_operator::api::{
     AppRelease, DatabaseRollback, JobTemplate, RolloutStrategy, UpgradeResult,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, PostParams};
+use serde_json::json;
 
 /// The example release in `Offline` mode, with a backup that runs for a while so the test
 /// can look at the stopped application while it runs.
@@ -73,6 +75,20 @@ async fn offline_upgrade_stops_backs_up_migrates_and_starts_with_the_same_replic
     };
     fixtures::apply(&s.cluster, &offline_release(&s, &jobs)).await?;
     s.wait_ready(RELEASE, V1).await?;
+    // An autoscaler for the backend: it is named in an Event, and left alone.
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "backend-hpa"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "backend"},
+            "minReplicas": 1,
+            "maxReplicas": 5
+        }
+    }))?;
+    Api::<HorizontalPodAutoscaler>::namespaced(s.cluster.client.clone(), &s.cluster.namespace)
+        .create(&PostParams::default(), &hpa)
+        .await?;
 
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
     // While the backup runs, no pod of the application does, and the counts to come back to
@@ -116,6 +132,13 @@ async fn offline_upgrade_stops_backs_up_migrates_and_starts_with_the_same_replic
         .filter(|r| steps.contains(r))
         .collect();
     assert_eq!(order, steps, "each step once, in order");
+    let autoscaled: Vec<&String> = events
+        .iter()
+        .filter(|(r, _)| r == "AutoscaledTarget")
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(autoscaled.len(), 1, "{events:?}");
+    assert!(autoscaled[0].contains("backend-hpa"), "{}", autoscaled[0]);
     if let Some(requests) = operator_requests(&s) {
         // In order: both targets scaled to zero, the backup, the migration, the images, both
         // scaled back up.

@@ -28,6 +28,9 @@ pub fn stopping(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         .iter()
         .map(|t| t.deployment.clone())
         .collect();
+    if upgrade.previous_replicas.is_empty() {
+        note_autoscalers(plan, &names);
+    }
     replicas::record(plan, &names);
     let running = replicas::scale_to_zero(plan);
     if running.is_empty() {
@@ -54,6 +57,24 @@ pub fn stopping(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         running.join(", "),
         upgrade.to
     ))
+}
+
+/// Says, once, which targets an autoscaler scales: the stop sets them to zero, where an
+/// autoscaler does nothing, and the start back to the recorded count, after which the count
+/// is the autoscaler's again.
+fn note_autoscalers(plan: &mut Planner, names: &[String]) {
+    for name in names {
+        let Some(d) = plan.observed.deployments.get(name) else {
+            continue;
+        };
+        if let Some(hpa) = d.autoscaler.clone() {
+            let message = format!(
+                "Deployment {name} is scaled by HorizontalPodAutoscaler {hpa}: the offline upgrade scales it to zero (an autoscaler leaves a target at zero alone) and back to its {} replicas, then leaves the count to the autoscaler again",
+                d.replicas
+            );
+            plan.note(NoteType::Normal, "AutoscaledTarget", message);
+        }
+    }
 }
 
 pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {

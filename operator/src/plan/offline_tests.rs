@@ -310,3 +310,26 @@ fn offline_deleted_while_stopped_starts_the_old_version_before_letting_go() {
     );
     assert_eq!(world.images("backend")[0].1, "ghcr.io/meet/backend:1.0");
 }
+
+#[test]
+fn offline_names_a_target_an_autoscaler_scales_once() {
+    let mut cluster = cluster("1.0");
+    cluster.deployments.get_mut("backend").unwrap().autoscaler = Some("backend-hpa".into());
+    let mut world = World::new(offline(with_backup(release("2.0"))), cluster);
+    let decision = world.step();
+    let told: Vec<&str> = decision
+        .notes
+        .iter()
+        .filter(|n| n.reason == "AutoscaledTarget")
+        .map(|n| n.message.as_str())
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("Deployment backend") && told[0].contains("backend-hpa"),
+        "{}",
+        told[0]
+    );
+    world.settle_deployments();
+    let again = world.step();
+    assert!(again.notes.iter().all(|n| n.reason != "AutoscaledTarget"));
+}
