@@ -214,6 +214,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         }),
         rollback: RollbackSpec::default(),
         suspend: false,
+        approval: Approval::default(),
     };
     let mut release = AppRelease::new(name, spec);
     release.metadata = ObjectMeta {

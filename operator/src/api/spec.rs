@@ -75,6 +75,23 @@ pub struct AppReleaseSpec {
     /// back first, because stopping halfway would leave the targets on mixed versions.
     #[serde(default)]
     pub suspend: bool,
+
+    /// `Automatic` (the default): an upgrade starts as soon as `version` changes. `Manual`:
+    /// the upgrade to a version waits (Ready=False, reason `AwaitingApproval`) until the
+    /// annotation `apprelease.io/approve` names that version; an approval of another version
+    /// approves nothing. Going back to the version that runs needs no approval.
+    #[serde(default)]
+    pub approval: Approval,
+}
+
+/// Who lets an upgrade start.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Approval {
+    /// The operator, as soon as `spec.version` changes.
+    #[default]
+    Automatic,
+    /// A human, by annotating the AppRelease with the version to install.
+    Manual,
 }
 
 /// A Deployment that carries the release's version.

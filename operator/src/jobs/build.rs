@@ -265,6 +265,7 @@ mod tests {
             verify: None,
             rollback: RollbackSpec::default(),
             suspend: false,
+            approval: crate::api::Approval::default(),
         };
         let mut r = AppRelease::new("meet", spec);
         r.metadata.namespace = Some("apps".into());

@@ -80,10 +80,10 @@ fn note_autoscalers(plan: &mut Planner, names: &[String]) {
 pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     // Offline, the targets are stopped by now: the upgrade cannot end without starting them.
     let stopped = !upgrade.previous_replicas.is_empty();
-    if plan.spec.version != upgrade.to && stopped {
-        return supersede(plan, upgrade);
+    if stopped && let Some(moved) = supersede(plan, upgrade) {
+        return moved;
     }
-    if plan.spec.version != upgrade.to {
+    if !stopped && plan.spec.version != upgrade.to {
         // Nothing was changed yet: drop this upgrade and plan again for the new version.
         let message = format!(
             "spec.version changed to {} while backing up",
@@ -189,8 +189,8 @@ pub fn migrating(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 }
 
 pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
-    if plan.spec.version != upgrade.to {
-        return supersede(plan, upgrade);
+    if let Some(moved) = supersede(plan, upgrade) {
+        return moved;
     }
     let index = usize::try_from(upgrade.targets_done).unwrap_or(0);
     let Some(target) = plan.spec.targets.get(index) else {
@@ -325,8 +325,8 @@ fn after_rollout(plan: &Planner, upgrade: &Upgrade) -> Transition {
 /// before they were stopped. Only a target still at zero is scaled: once it runs, an
 /// autoscaler or a human may change its count, and the operator does not fight them.
 pub fn starting(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
-    if plan.spec.version != upgrade.to {
-        return supersede(plan, upgrade);
+    if let Some(moved) = supersede(plan, upgrade) {
+        return moved;
     }
     let mut waiting = Vec::new();
     for r in &upgrade.previous_replicas {
@@ -383,8 +383,8 @@ fn after_start(plan: &Planner, upgrade: &Upgrade, migrated: bool) -> Transition 
 }
 
 pub fn verifying(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
-    if plan.spec.version != upgrade.to {
-        return supersede(plan, upgrade);
+    if let Some(moved) = supersede(plan, upgrade) {
+        return moved;
     }
     match run_job(plan, upgrade, JobKind::Verify) {
         JobProgress::Waiting(message) => Transition::Wait(message),
@@ -397,22 +397,27 @@ pub fn verifying(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 }
 
 /// spec.version moved on while targets may already run `upgrade.to`: back to the start when
-/// it went back to where the upgrade came from, else on towards the newer version.
-fn supersede(plan: &Planner, upgrade: &Upgrade) -> Transition {
+/// it went back to where the upgrade came from, else on towards the newer version — once it
+/// is approved (`approval: Manual`); until then this upgrade goes on as it is.
+fn supersede(plan: &Planner, upgrade: &Upgrade) -> Option<Transition> {
     let version = &plan.spec.version;
-    if *version == upgrade.from {
-        return Transition::RollBack {
+    if *version == upgrade.to || *version != upgrade.from && !plan.approved(version) {
+        return None;
+    }
+    Some(if *version == upgrade.from {
+        Transition::RollBack {
             reason: "Cancelled",
             message: format!(
                 "spec.version went back to {version} during the upgrade to {}",
                 upgrade.to
             ),
-        };
-    }
-    Transition::Finish(End::Chained(format!(
-        "spec.version changed to {version} during the upgrade to {}",
-        upgrade.to
-    )))
+        }
+    } else {
+        Transition::Finish(End::Chained(format!(
+            "spec.version changed to {version} during the upgrade to {}",
+            upgrade.to
+        )))
+    })
 }
 
 /// Records the current image of every wanted container not yet in `previousImages`, before

@@ -103,6 +103,22 @@ fn upgrade_to_start(plan: &mut Planner) -> Option<Vec<ContainerImage>> {
             return None;
         }
     }
+    if !plan.approved(&version) {
+        let running = carried.clone().or_else(|| {
+            targets::current_images(&wanted, plan.observed)
+                .first()
+                .and_then(|c| crate::api::image::tag(&c.image).map(String::from))
+        });
+        let message = format!(
+            "the upgrade from {} to {version} waits for approval: kubectl annotate appreleases.apprelease.io {} -n {} {}={version} --overwrite",
+            super::text::display(running.as_deref().unwrap_or_default()),
+            plan.name,
+            plan.namespace,
+            crate::api::APPROVE_ANNOTATION
+        );
+        plan.waiting("AwaitingApproval", &message);
+        return None;
+    }
     Some(wanted)
 }
 

@@ -27,6 +27,8 @@ mod text;
 mod transition;
 
 #[cfg(test)]
+mod approval_tests;
+#[cfg(test)]
 mod deletion_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;

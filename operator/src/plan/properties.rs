@@ -31,6 +31,8 @@ enum Event {
     ForeignImage(&'static str),
     /// The AppRelease is deleted (it stays while the operator holds its finalizer).
     Delete,
+    /// A human approves a version (`approval: Manual`).
+    Approve(&'static str),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -45,6 +47,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Retry),
         1 => prop_oneof![Just("1.0"), Just("2.0"), Just("hotfix")].prop_map(Event::ForeignImage),
         1 => Just(Event::Delete),
+        2 => prop_oneof![Just("2.0"), Just("3.0"), Just("4.0")].prop_map(Event::Approve),
     ]
 }
 
@@ -59,6 +62,7 @@ struct Config {
     automatic: bool,
     bad_tags: Vec<&'static str>,
     offline: bool,
+    manual: bool,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -79,9 +83,20 @@ fn config() -> impl Strategy<Value = Config> {
         prop::sample::subsequence(vec!["2.0", "3.0", "4.0"], 0..=2),
         any::<bool>(),
         any::<bool>(),
+        prop::bool::weighted(0.3),
     )
         .prop_map(
-            |(backup, migration, verify, database, automatic, bad_tags, preset, offline)| Config {
+            |(
+                backup,
+                migration,
+                verify,
+                database,
+                automatic,
+                bad_tags,
+                preset,
+                offline,
+                manual,
+            )| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
                 preset,
@@ -91,6 +106,7 @@ fn config() -> impl Strategy<Value = Config> {
                 automatic,
                 bad_tags,
                 offline,
+                manual,
             },
         )
 }
@@ -115,6 +131,9 @@ fn build(config: &Config) -> World {
     r.spec.rollback.automatic = config.automatic;
     if config.offline {
         r = offline(r);
+    }
+    if config.manual {
+        r.spec.approval = Approval::Manual;
     }
     let mut world = World::new(r, cluster("1.0"));
     world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
@@ -186,6 +205,14 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             d.generation += 1;
         }
         // Without the finalizer it is gone at once (see `gone`).
+        Event::Approve(version) => {
+            world
+                .release
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(APPROVE_ANNOTATION.into(), version.to_string());
+        }
         Event::Delete => {
             world.release.metadata.deletion_timestamp =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -269,6 +296,29 @@ fn check_decision(
                 );
             }
         }
+    }
+
+    // Manual approval: an upgrade (or the continuation of one towards a newer version)
+    // starts only towards the version the annotation names.
+    if world.release.spec.approval == Approval::Manual
+        && let Some(now) = &status.upgrade
+        && before
+            .upgrade
+            .as_ref()
+            .is_none_or(|was| was.attempt != now.attempt)
+    {
+        let approved = world
+            .release
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPROVE_ANNOTATION));
+        prop_assert_eq!(
+            approved,
+            Some(&now.to),
+            "upgrade to {} without approval",
+            now.to
+        );
     }
 
     // Offline: no backup and no before-rollout migration starts while a pod of a target runs.
