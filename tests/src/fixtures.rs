@@ -215,6 +215,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         rollback: RollbackSpec::default(),
         suspend: false,
         approval: Approval::default(),
+        downgrade: DowngradePolicy::default(),
     };
     let mut release = AppRelease::new(name, spec);
     release.metadata = ObjectMeta {

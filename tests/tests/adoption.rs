@@ -4,6 +4,7 @@
 
 use apprelease_e2e::fixtures::{self, Jobs, RELEASE, REPOSITORY, V1, V2};
 use apprelease_e2e::{Scenario, inspect};
+use apprelease_operator::api::DowngradePolicy;
 use apprelease_operator::api::conditions::STALLED;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
@@ -120,16 +121,39 @@ async fn s13c_a_paused_target_holds_the_upgrade_until_resumed() -> anyhow::Resul
     Ok(())
 }
 
-/// Going back to an older version by spec is warned about: its migrations do not undo.
+/// Going back to an older version by spec is refused by default, and changes nothing; with
+/// `downgrade: Allow` it is installed, with a warning that its migrations do not undo.
 #[tokio::test]
-async fn s13d_going_back_to_an_older_version_is_warned_about() -> anyhow::Result<()> {
+async fn s13d_going_back_to_an_older_version_is_refused_unless_allowed() -> anyhow::Result<()> {
     let s = Scenario::start("downgrade-by-spec").await?;
-    s.adopt(&Jobs::default()).await?;
+    let release = s.adopt(&Jobs::default()).await?;
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
     s.wait_ready(RELEASE, V2).await?;
+    let jobs = inspect::jobs(&s.cluster).await?;
+
     fixtures::set_version(&s.cluster, RELEASE, V1).await?;
+    let status = s.wait_settled(RELEASE, "DowngradeRefused").await?;
+    assert!(inspect::is_true(&status, STALLED));
+    let message = inspect::condition(&status, "Ready").unwrap().message;
+    assert!(
+        message.contains(&format!("{V1} is older than the running {V2}"))
+            && message.contains(&format!("backups taken at {V1}: shop-backup-1")),
+        "{message}"
+    );
+    assert_eq!(inspect::jobs(&s.cluster).await?, jobs, "no Job ran");
+    assert_eq!(
+        inspect::running_version(&s.cluster).await?.as_deref(),
+        Some(V2)
+    );
+
+    let mut allowed = release;
+    allowed.spec.version = V1.into();
+    allowed.spec.downgrade = DowngradePolicy::Allow;
+    fixtures::apply(&s.cluster, &allowed).await?;
     s.wait_ready(RELEASE, V1).await?;
-    let events = s.events_with(RELEASE, &["Downgrade"]).await?;
+    let events = s
+        .events_with(RELEASE, &["DowngradeRefused", "Downgrade"])
+        .await?;
     let warned: Vec<_> = events.iter().filter(|(r, _)| r == "Downgrade").collect();
     assert_eq!(warned.len(), 1, "{events:?}");
     assert!(

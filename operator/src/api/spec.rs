@@ -82,6 +82,26 @@ pub struct AppReleaseSpec {
     /// approves nothing. Going back to the version that runs needs no approval.
     #[serde(default)]
     pub approval: Approval,
+
+    /// What a `version` older than the one that runs means. `Refuse` (the default): nothing
+    /// is changed and the release is Stalled with reason `DowngradeRefused`, because the
+    /// older version's migrations run forward against a schema they do not know. `Allow`: it
+    /// is installed like an upgrade (backup, the older image's migration, rollout), for
+    /// applications whose older versions run on the newer schema. Versions that cannot be
+    /// ordered (not dotted numbers) are never taken for downgrades. The automatic rollback
+    /// of a failed upgrade is not a downgrade and is never refused.
+    #[serde(default)]
+    pub downgrade: DowngradePolicy,
+}
+
+/// Whether `spec.version` may go back to an older version.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DowngradePolicy {
+    /// A downgrade by spec changes nothing and says why.
+    #[default]
+    Refuse,
+    /// A downgrade by spec is installed like an upgrade.
+    Allow,
 }
 
 /// Who lets an upgrade start.

@@ -266,6 +266,7 @@ mod tests {
             rollback: RollbackSpec::default(),
             suspend: false,
             approval: crate::api::Approval::default(),
+            downgrade: crate::api::DowngradePolicy::default(),
         };
         let mut r = AppRelease::new("meet", spec);
         r.metadata.namespace = Some("apps".into());

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{
     APPROVE_ANNOTATION, AppRelease, AppReleaseSpec, AppReleaseStatus, Approval, ContainerImage,
-    RETRY_ANNOTATION,
+    DowngradePolicy, RETRY_ANNOTATION,
 };
 use crate::jobs::names::JobKind;
 
@@ -216,6 +216,12 @@ impl<'a> Planner<'a> {
     /// names exactly this version.
     pub fn approved(&self, version: &str) -> bool {
         self.spec.approval == Approval::Automatic || self.approved.as_deref() == Some(version)
+    }
+
+    /// Whether going from data at `from` to `to` is a downgrade the spec refuses.
+    pub fn refuses_downgrade(&self, from: &str, to: &str) -> bool {
+        self.spec.downgrade == DowngradePolicy::Refuse
+            && crate::api::version::compare(to, from) == Some(std::cmp::Ordering::Less)
     }
 
     /// Waiting for a human who was told what to do (not stalled: nothing failed). Ready says

@@ -56,6 +56,7 @@ pub fn release(version: &str) -> AppRelease {
         rollback: RollbackSpec::default(),
         suspend: false,
         approval: Approval::default(),
+        downgrade: DowngradePolicy::default(),
     };
     let mut release = AppRelease::new("meet", spec);
     release.metadata = ObjectMeta {

@@ -398,10 +398,17 @@ pub fn verifying(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 
 /// spec.version moved on while targets may already run `upgrade.to`: back to the start when
 /// it went back to where the upgrade came from, else on towards the newer version — once it
-/// is approved (`approval: Manual`); until then this upgrade goes on as it is.
+/// is approved (`approval: Manual`) and is no refused downgrade of the data (which is at
+/// `to` once a migration may have run); until then this upgrade goes on as it is.
 fn supersede(plan: &Planner, upgrade: &Upgrade) -> Option<Transition> {
     let version = &plan.spec.version;
-    if *version == upgrade.to || *version != upgrade.from && !plan.approved(version) {
+    let data = if upgrade.migration_started {
+        &upgrade.to
+    } else {
+        &upgrade.from
+    };
+    let held = !plan.approved(version) || plan.refuses_downgrade(data, version);
+    if *version == upgrade.to || *version != upgrade.from && held {
         return None;
     }
     Some(if *version == upgrade.from {

@@ -103,12 +103,19 @@ fn upgrade_to_start(plan: &mut Planner) -> Option<Vec<ContainerImage>> {
             return None;
         }
     }
+    let running = carried.clone().or_else(|| {
+        targets::current_images(&wanted, plan.observed)
+            .first()
+            .and_then(|c| crate::api::image::tag(&c.image).map(String::from))
+    });
+    if let Some(from) = &running
+        && plan.refuses_downgrade(from, &version)
+    {
+        let message = refused_downgrade(plan, from, &version);
+        plan.blocked("DowngradeRefused", &message);
+        return None;
+    }
     if !plan.approved(&version) {
-        let running = carried.clone().or_else(|| {
-            targets::current_images(&wanted, plan.observed)
-                .first()
-                .and_then(|c| crate::api::image::tag(&c.image).map(String::from))
-        });
         let message = format!(
             "the upgrade from {} to {version} waits for approval: kubectl annotate appreleases.apprelease.io {} -n {} {}={version} --overwrite",
             super::text::display(running.as_deref().unwrap_or_default()),
@@ -120,6 +127,25 @@ fn upgrade_to_start(plan: &mut Planner) -> Option<Vec<ContainerImage>> {
         return None;
     }
     Some(wanted)
+}
+
+/// Why a downgrade by spec changed nothing, and the ways back.
+fn refused_downgrade(plan: &Planner, from: &str, to: &str) -> String {
+    let backups: Vec<&str> = plan
+        .status
+        .backups
+        .iter()
+        .filter(|b| b.version == to)
+        .map(|b| b.id.as_str())
+        .collect();
+    let restore = if backups.is_empty() {
+        format!("no backup taken at {to} is in status.backups")
+    } else {
+        format!("backups taken at {to}: {}", backups.join(", "))
+    };
+    format!(
+        "spec.version {to} is older than the running {from}: a downgrade is refused, because {to}'s migrations would run against {from}'s schema, which they do not know; nothing was changed. Set spec.version back to {from}; or restore a backup taken at {to} by hand ({restore}) and then set spec.downgrade: Allow; or set spec.downgrade: Allow if {to} runs on {from}'s schema."
+    )
 }
 
 /// The first Deployment among those that would change that is paused: a rollout to it would

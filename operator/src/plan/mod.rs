@@ -31,6 +31,8 @@ mod approval_tests;
 #[cfg(test)]
 mod deletion_tests;
 #[cfg(test)]
+mod downgrade_tests;
+#[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod offline_tests;

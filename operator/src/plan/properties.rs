@@ -63,6 +63,7 @@ struct Config {
     bad_tags: Vec<&'static str>,
     offline: bool,
     manual: bool,
+    downgrade: DowngradePolicy,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -84,6 +85,7 @@ fn config() -> impl Strategy<Value = Config> {
         any::<bool>(),
         any::<bool>(),
         prop::bool::weighted(0.3),
+        prop_oneof![Just(DowngradePolicy::Refuse), Just(DowngradePolicy::Allow)],
     )
         .prop_map(
             |(
@@ -96,6 +98,7 @@ fn config() -> impl Strategy<Value = Config> {
                 preset,
                 offline,
                 manual,
+                downgrade,
             )| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
@@ -107,6 +110,7 @@ fn config() -> impl Strategy<Value = Config> {
                 bad_tags,
                 offline,
                 manual,
+                downgrade,
             },
         )
 }
@@ -135,6 +139,7 @@ fn build(config: &Config) -> World {
     if config.manual {
         r.spec.approval = Approval::Manual;
     }
+    r.spec.downgrade = config.downgrade;
     let mut world = World::new(r, cluster("1.0"));
     world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
     world
@@ -317,6 +322,34 @@ fn check_decision(
             approved,
             Some(&now.to),
             "upgrade to {} without approval",
+            now.to
+        );
+    }
+
+    // Refused downgrades: no upgrade starts towards a version older than the data, which is
+    // at `from`, or, when it continues one whose migration may have run, at that one's `to`.
+    if world.release.spec.downgrade == DowngradePolicy::Refuse
+        && let Some(now) = &status.upgrade
+        && before
+            .upgrade
+            .as_ref()
+            .is_none_or(|was| was.attempt != now.attempt)
+    {
+        let chained = |was: &Upgrade| {
+            status
+                .history
+                .first()
+                .is_some_and(|h| h.attempt == was.attempt && h.result == UpgradeResult::Superseded)
+        };
+        let data = match &before.upgrade {
+            Some(was) if chained(was) && was.migration_started => was.to.clone(),
+            _ => now.from.clone(),
+        };
+        prop_assert_ne!(
+            version::compare(&now.to, &data),
+            Some(std::cmp::Ordering::Less),
+            "downgrade from {} to {} started",
+            data,
             now.to
         );
     }

@@ -312,41 +312,6 @@ fn a_paused_target_holds_the_upgrade_before_anything_runs() {
     assert_eq!(world.run(5).as_deref(), Some("meet-backup-1"));
 }
 
-#[test]
-fn going_back_to_an_older_version_by_spec_warns_that_migrations_do_not_undo() {
-    let mut world = World::new(
-        with_migration(release("1.0"), MigrationPhase::BeforeRollout),
-        cluster("1.0"),
-    );
-    world.step();
-    world.set_version("1.1");
-    world.run(5);
-    world.finish_job("migrate", super::JobOutcome::Succeeded, None);
-    assert_eq!(world.run(20), None);
-    assert!(
-        notes(&world, "Downgrade").is_empty(),
-        "1.0 → 1.1 is no downgrade"
-    );
-    world.set_version("1.0");
-    world.step();
-    let warned = notes(&world, "Downgrade");
-    assert_eq!(warned.len(), 1);
-    assert!(
-        warned[0].contains("older than the running 1.1") && warned[0].contains("do not undo"),
-        "{}",
-        warned[0]
-    );
-    assert!(
-        world
-            .log
-            .last()
-            .unwrap()
-            .notes
-            .iter()
-            .any(|n| n.reason == "Downgrade" && n.type_ == NoteType::Warning)
-    );
-}
-
 fn claimed_by_older(mut world: World) -> World {
     let created = t0() - chrono::Duration::hours(1);
     world.release.metadata.creation_timestamp =

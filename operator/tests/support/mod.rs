@@ -183,6 +183,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
         },
         suspend: false,
         approval: Approval::default(),
+        downgrade: DowngradePolicy::default(),
     };
     let mut r = AppRelease::new(RELEASE, spec);
     r.metadata = ObjectMeta {
