@@ -23,7 +23,7 @@ pub const V2: &str = "1.36.1";
 /// simulator an image fault, on the control plane a KWOK Stage (ImagePullBackOff). On both,
 /// Jobs with its image (the migration) run as scripted. On a cluster with a real kubelet the
 /// migration Job could not pull it either, and would fail only at its timeout.
-pub const BAD_VERSION: &str = "0.0.0-never-ready";
+pub const BAD_VERSION: &str = "9.9.9-never-ready";
 /// A later good version.
 pub const V4: &str = "1.37.0";
 /// Image repository of both targets.

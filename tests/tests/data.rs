@@ -3,7 +3,7 @@
 
 use apprelease_e2e::fixtures::{self, BAD_VERSION, Jobs, Outcome, RELEASE, REPOSITORY, V1};
 use apprelease_e2e::{Scenario, inspect};
-use apprelease_operator::api::{DatabaseRollback, JobTemplate};
+use apprelease_operator::api::{DatabaseRollback, DowngradePolicy, JobTemplate};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
@@ -116,6 +116,8 @@ async fn retention_keeps_exactly_the_newest_five_over_fifteen_upgrades() -> anyh
     let mut release = fixtures::release(&s.cluster, RELEASE, V1, &jobs);
     release.spec.backup.as_mut().unwrap().keep_last = 5;
     release.spec.verify = None;
+    // Each version below is older than the last: downgrades by spec are allowed here.
+    release.spec.downgrade = DowngradePolicy::Allow;
     fixtures::apply(&s.cluster, &release).await?;
     s.wait_ready(RELEASE, V1).await?;
     // Fifteen published busybox tags, so that the same run works on a real cluster.
