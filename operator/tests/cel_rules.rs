@@ -187,3 +187,56 @@ fn cel_rules_and_the_operator_agree_on_backup_presets() {
         );
     }
 }
+
+#[test]
+fn cel_rules_and_the_operator_agree_on_maintenance_windows() {
+    use apprelease_operator::api::MaintenanceWindow;
+    let window = |schedule: &str, duration: &str, zone: &str| MaintenanceWindow {
+        schedule: schedule.into(),
+        duration: duration.into(),
+        time_zone: zone.into(),
+    };
+    let mut release = example();
+    release.spec.maintenance_windows = vec![
+        window("0 4 * * *", "2h", "Europe/Berlin"),
+        window("30 22 * * FRI", "45m", "UTC"),
+    ];
+    validate_cel(&release).expect("valid windows pass the CEL rules");
+    assert_eq!(validate(&release.spec), vec![]);
+
+    for duration in ["2 hours", "0s", "1.5h", ""] {
+        let mut release = example();
+        release.spec.maintenance_windows = vec![window("0 4 * * *", duration, "UTC")];
+        assert!(
+            validate_cel(&release).is_err(),
+            "{duration:?}: the CRD accepts it"
+        );
+        assert!(
+            !validate(&release.spec).is_empty(),
+            "{duration:?}: the operator accepts it"
+        );
+    }
+    let mut release = example();
+    release.spec.maintenance_windows = vec![window("0 4 * * *", "1h", "UTC"); 17];
+    // The schema's maxItems (not a CEL rule) bounds the list on the server.
+    assert!(
+        !validate(&release.spec).is_empty(),
+        "17 windows: the operator accepts them"
+    );
+
+    // CEL cannot read cron or the zone database: the server takes these, and the operator
+    // reports them (InvalidSpec) before changing anything.
+    for (schedule, zone) in [
+        ("0 4 * *", "UTC"),
+        ("0 4 31 4 *", "UTC"),
+        ("0 4 * * *", "Mars/Olympus"),
+    ] {
+        let mut release = example();
+        release.spec.maintenance_windows = vec![window(schedule, "1h", zone)];
+        validate_cel(&release).unwrap_or_else(|e| panic!("{schedule} {zone}: {e:?}"));
+        assert!(
+            !validate(&release.spec).is_empty(),
+            "{schedule} {zone}: the operator accepts it"
+        );
+    }
+}

@@ -213,6 +213,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
             timeout: "5m".into(),
         }),
         rollback: RollbackSpec::default(),
+        maintenance_windows: Vec::new(),
         suspend: false,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),

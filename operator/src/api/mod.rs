@@ -4,6 +4,7 @@ pub mod conditions;
 pub mod duration;
 pub mod image;
 pub mod presets;
+pub mod schedule;
 pub mod spec;
 pub mod status;
 pub mod time;

@@ -24,6 +24,9 @@ use super::status::AppReleaseStatus;
     printcolumn(name = "Current", type_ = "string", json_path = ".status.currentVersion", description = "The last version that became ready"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    // A string, not a date: a date column shows the age of a time in the past and
+    // `<invalid>` for one in the future.
+    printcolumn(name = "Next Window", type_ = "string", json_path = ".status.nextWindow", description = "When the next maintenance window opens, while an upgrade waits for one"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.backups[0].takenAt", priority = 1),
@@ -71,6 +74,15 @@ pub struct AppReleaseSpec {
     #[serde(default)]
     pub rollback: RollbackSpec,
 
+    /// When upgrades may start. Empty (the default): at any time. Otherwise a new upgrade
+    /// starts only while one of these windows is open; until then Ready is False with reason
+    /// AwaitingWindow, saying when the next one opens (also in status.nextWindow). An upgrade
+    /// still running when its window closes is never stopped halfway: it finishes or rolls
+    /// back. Repairs of drifted images are not upgrades and do not wait. At most 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub maintenance_windows: Vec<MaintenanceWindow>,
+
     /// When true, no new upgrade starts. An upgrade already in flight is finished or rolled
     /// back first, because stopping halfway would leave the targets on mixed versions.
     #[serde(default)]
@@ -112,6 +124,35 @@ pub enum Approval {
     Automatic,
     /// A human, by annotating the AppRelease with the version to install.
     Manual,
+}
+
+/// A maintenance window: it opens each time `schedule` fires, read in `timeZone`, and stays
+/// open for `duration`. Example: `{schedule: "0 4 * * *", duration: 2h, timeZone:
+/// Europe/Berlin}` is 04:00 to 06:00 Berlin time, every day.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceWindow {
+    /// When the window opens: a cron schedule of five fields, minute hour day-of-month month
+    /// day-of-week, e.g. `0 4 * * *` (04:00 every day) or `30 22 * * FRI` (Fridays at
+    /// 22:30); `@daily` and `@weekly` work too. When both the day of month and the day of
+    /// week are restricted, a day that matches either counts, as in cron. Across
+    /// daylight-saving changes it behaves like cron: a time the clock skips opens the window
+    /// at the first moment after the jump (02:30 on the spring-forward night opens at 03:00),
+    /// and a time the clock repeats opens it once, the first time.
+    #[schemars(length(max = 128))]
+    pub schedule: String,
+
+    /// How long the window stays open, e.g. `2h` or `45m`. This is elapsed time: a window
+    /// that spans a daylight-saving change closes exactly this long after it opened.
+    #[x_kube(validation = duration_rule())]
+    #[schemars(length(max = 32))]
+    pub duration: String,
+
+    /// The time zone the schedule is read in, by its IANA name, e.g. `Europe/Berlin` or
+    /// `America/New_York`. Default: `UTC`.
+    #[serde(default = "default_time_zone")]
+    #[schemars(length(max = 64))]
+    pub time_zone: String,
 }
 
 /// A Deployment that carries the release's version.
@@ -372,6 +413,9 @@ fn default_rollout_timeout() -> String {
 }
 fn default_verify_timeout() -> String {
     "5m".into()
+}
+fn default_time_zone() -> String {
+    "UTC".into()
 }
 fn default_true() -> bool {
     true

@@ -56,6 +56,11 @@ pub struct AppReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,
 
+    /// While a new upgrade waits for a maintenance window (Ready reason AwaitingWindow):
+    /// when the next window opens (RFC 3339, UTC). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<DateTime<Utc>>,
+
     /// Ready, Reconciling and Stalled, following the Kubernetes API conventions (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

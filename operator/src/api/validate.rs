@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use super::{duration, image, presets::BackupPreset, spec::*, version};
+use super::{duration, image, presets::BackupPreset, schedule, spec::*, version};
 
 /// One problem with a spec, at a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +69,24 @@ pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
         errors.duration("spec.verify.timeout", &verify.timeout);
     }
     check_rollback(spec, &mut errors);
+    check_windows(&spec.maintenance_windows, &mut errors);
     errors.0
+}
+
+fn check_windows(windows: &[MaintenanceWindow], errors: &mut Errors) {
+    if windows.len() > 16 {
+        errors.add(
+            "spec.maintenanceWindows",
+            format!("at most 16 windows, not {}", windows.len()),
+        );
+    }
+    for (i, window) in windows.iter().enumerate() {
+        if let Err(problems) = schedule::parse(window) {
+            for (field, message) in problems {
+                errors.add(format!("spec.maintenanceWindows[{i}].{field}"), message);
+            }
+        }
+    }
 }
 
 fn check_targets(targets: &[Target], errors: &mut Errors) {

@@ -264,6 +264,7 @@ mod tests {
             rollout: RolloutSpec::default(),
             verify: None,
             rollback: RollbackSpec::default(),
+            maintenance_windows: Vec::new(),
             suspend: false,
             approval: crate::api::Approval::default(),
             downgrade: crate::api::DowngradePolicy::default(),

@@ -54,6 +54,7 @@ pub fn release(version: &str) -> AppRelease {
         rollout: RolloutSpec::default(),
         verify: None,
         rollback: RollbackSpec::default(),
+        maintenance_windows: Vec::new(),
         suspend: false,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),

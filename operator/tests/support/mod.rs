@@ -181,6 +181,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
             database: DatabaseRollback::Restore,
             ..RollbackSpec::default()
         },
+        maintenance_windows: Vec::new(),
         suspend: false,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
