@@ -182,6 +182,20 @@ impl<'a> Planner<'a> {
         self.requeue_after = self.requeue_after.min(after);
     }
 
+    /// Look again after `after`, even when that is past [`RESYNC`]: for a wait whose end is
+    /// known and that no watch event announces, a maintenance window opening (see `window`).
+    /// The idle resync is no upper bound here: it would only poll before that moment for
+    /// nothing, since whatever could matter sooner (the spec, the targets, the Jobs) wakes
+    /// the controller through a watch anyway. A sooner requeue asked for by this decision
+    /// still wins. (kube-runtime clamps any requeue to six months.)
+    pub fn requeue_until(&mut self, after: Duration) {
+        self.requeue_after = if self.requeue_after == RESYNC {
+            after
+        } else {
+            self.requeue_after.min(after)
+        };
+    }
+
     /// Sets Ready, Reconciling and Stalled together, so they never contradict each other
     /// (Stalled and Reconciling are never both true).
     pub fn conditions(

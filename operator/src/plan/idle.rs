@@ -126,6 +126,10 @@ fn upgrade_to_start(plan: &mut Planner) -> Option<Vec<ContainerImage>> {
         plan.waiting("AwaitingApproval", &message);
         return None;
     }
+    // Maintenance windows gate only the start of an upgrade, never one in flight.
+    if super::window::holds(plan) {
+        return None;
+    }
     Some(wanted)
 }
 

@@ -25,6 +25,7 @@ mod start;
 pub mod targets;
 mod text;
 mod transition;
+mod window;
 
 #[cfg(test)]
 mod approval_tests;
@@ -42,6 +43,8 @@ mod properties;
 mod rest_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer};
@@ -90,6 +93,8 @@ pub fn decide_deletion(release: &AppRelease, observed: &Observed) -> Decision {
 /// Decides what to do next for `release`, given what was observed.
 pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
     let mut plan = decision::Planner::new(release, observed);
+    // Set again by this decision only while an upgrade waits for a window (see `window`).
+    plan.status.next_window = None;
     let errors = validate::validate(&release.spec);
     if !errors.is_empty() {
         let message = errors
