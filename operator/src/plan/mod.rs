@@ -44,6 +44,8 @@ mod rest_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod window_properties;
+#[cfg(test)]
 mod window_tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
