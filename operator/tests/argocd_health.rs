@@ -123,6 +123,16 @@ fn maps_the_operators_conditions_to_argo_cd_health() {
             with(vec![condition(
                 "Ready",
                 "False",
+                "AwaitingWindow",
+                "the upgrade to 1.2.0 waits for the next maintenance window, which opens at 2026-11-22T04:00:00+01:00 (Europe/Berlin)",
+            )]),
+            "Suspended",
+            "AwaitingWindow: the upgrade to 1.2.0 waits for the next maintenance window, which opens at 2026-11-22T04:00:00+01:00",
+        ),
+        (
+            with(vec![condition(
+                "Ready",
+                "False",
                 "TargetsUnavailable",
                 "frontend 1/2",
             )]),

@@ -43,7 +43,8 @@ elseif reconciling ~= nil and reconciling.status == "True" then
 elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready)
-elseif ready ~= nil and ready.reason == "Suspended" then
+elseif ready ~= nil and (ready.reason == "Suspended" or ready.reason == "AwaitingWindow") then
+  -- Held on purpose until the spec changes or the next maintenance window opens.
   hs.status = "Suspended"
   hs.message = describe(ready)
 elseif ready ~= nil and ready.status == "False" then
