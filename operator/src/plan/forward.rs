@@ -411,6 +411,10 @@ fn supersede(plan: &Planner, upgrade: &Upgrade) -> Option<Transition> {
     if *version == upgrade.to || *version != upgrade.from && held {
         return None;
     }
+    // A chained upgrade starts only inside a maintenance window, like any other.
+    if *version != upgrade.from && !super::window::open(plan) {
+        return None;
+    }
     Some(if *version == upgrade.from {
         Transition::RollBack {
             reason: "Cancelled",

@@ -2,9 +2,10 @@
 //! if none is, when the next one opens. A window opens at each time its cron schedule fires,
 //! read in its time zone, and stays open for its duration of elapsed time: it is the
 //! half-open interval `[opening, opening + duration)`. Windows only gate the START of an
-//! upgrade (`holds`, called by `idle::settle` just before an upgrade would start); an upgrade
-//! in flight never asks, so a window closing under it changes nothing — it finishes or rolls
-//! back, as stopping halfway would leave the targets on mixed versions.
+//! upgrade (`holds`, called by `idle::settle` just before an upgrade would start, and `open`,
+//! asked before a newer version is chained onto an upgrade in flight); an upgrade in flight
+//! is otherwise never held, so a window closing under it changes nothing — it finishes or
+//! rolls back, as stopping halfway would leave the targets on mixed versions.
 //!
 //! Daylight-saving changes follow croner, which follows Vixie cron:
 //! - a time the clock skips (02:30 on the night Europe/Berlin springs from 02:00 to 03:00)
@@ -104,6 +105,16 @@ pub fn local_time(at: DateTime<Utc>, window: &MaintenanceWindow) -> String {
         at.with_timezone(&zone)
             .to_rfc3339_opts(SecondsFormat::Secs, true),
         zone.name()
+    )
+}
+
+/// Whether a chained upgrade (a new `spec.version` while one is in flight) may start now:
+/// no windows, or one is open. When not, the upgrade in flight goes on to its own version,
+/// and the newer one then waits for a window like any other (`holds`).
+pub fn open(plan: &Planner) -> bool {
+    matches!(
+        gate(&plan.spec.maintenance_windows, plan.now()),
+        Ok(None | Some(Gate::Open { .. }))
     )
 }
 

@@ -373,3 +373,73 @@ fn next_window_goes_when_waiting_ends_for_another_reason() {
     assert_eq!(ready(world.status()), (False, "InvalidSpec".into()));
     assert_eq!(world.status().next_window, None);
 }
+
+/// Runs `world` (window open 11:00–13:00) into its rollout, with the backup and the
+/// migration done.
+fn into_the_rollout(world: &mut World) {
+    assert_eq!(world.run(5).as_deref(), Some("meet-backup-1"));
+    world.finish_job("backup", JobOutcome::Succeeded, Some(PRESET_LIKE_REPORT));
+    assert_eq!(world.run(5).as_deref(), Some("meet-migrate-1"));
+    world.finish_job("migrate", JobOutcome::Succeeded, None);
+    world.step();
+    assert_eq!(
+        world.status().upgrade.as_ref().map(|u| u.step),
+        Some(Step::RollingOut)
+    );
+}
+
+#[test]
+fn a_newer_version_set_mid_upgrade_outside_a_window_waits_for_the_next_one() {
+    let mut world = World::new(with_window(full("2.0"), open_until_one()), cluster("1.0"));
+    into_the_rollout(&mut world);
+    // The first target has rolled out when the window closes (so no rollout timeout).
+    world.settle_deployments();
+    world.advance(Duration::from_secs(2 * 3600));
+    world.set_version("3.0");
+    // The upgrade in flight goes on to 2.0 (its verification too), not on to 3.0.
+    assert_eq!(world.run(20).as_deref(), Some("meet-verify-1"));
+    world.finish_job("verify", JobOutcome::Succeeded, None);
+    assert_eq!(world.run(20), None);
+
+    let status = world.status();
+    assert_eq!(status.current_version.as_deref(), Some("2.0"));
+    assert_eq!(status.history[0].result, UpgradeResult::Succeeded);
+    assert_eq!(status.attempts, 1, "3.0 did not start");
+    assert_eq!(ready(status), (False, "AwaitingWindow".into()));
+    assert!(message(status).starts_with("the upgrade to 3.0 waits"));
+    assert_eq!(
+        status.next_window,
+        Some(Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap())
+    );
+    assert_eq!(world.images("frontend")[0].1, "ghcr.io/meet/web:2.0");
+}
+
+#[test]
+fn a_newer_version_set_mid_upgrade_inside_a_window_is_chained_at_once() {
+    let mut world = World::new(with_window(full("2.0"), open_until_one()), cluster("1.0"));
+    into_the_rollout(&mut world);
+    world.set_version("3.0");
+    let decision = world.step();
+    let upgrade = decision.status.upgrade.as_ref().expect("in flight");
+    assert_eq!((upgrade.to.as_str(), upgrade.attempt), ("3.0", 2));
+    assert_eq!(decision.status.history[0].result, UpgradeResult::Superseded);
+}
+
+#[test]
+fn going_back_mid_upgrade_outside_a_window_still_rolls_back() {
+    let mut world = World::new(with_window(full("2.0"), open_until_one()), cluster("1.0"));
+    into_the_rollout(&mut world);
+    world.settle_deployments();
+    world.advance(Duration::from_secs(2 * 3600));
+    world.set_version("1.0");
+    assert_eq!(world.run(20), None);
+    let status = world.status();
+    assert_eq!(status.history[0].reason, "Cancelled");
+    assert_eq!(status.current_version.as_deref(), Some("1.0"));
+    assert_eq!(
+        ready(status).0,
+        True,
+        "back where it was, nothing to wait for"
+    );
+    assert_eq!(world.images("frontend")[0].1, "ghcr.io/meet/web:1.0");
+}
