@@ -443,3 +443,30 @@ fn going_back_mid_upgrade_outside_a_window_still_rolls_back() {
     );
     assert_eq!(world.images("frontend")[0].1, "ghcr.io/meet/web:1.0");
 }
+
+#[test]
+fn with_manual_approval_an_upgrade_is_approved_then_waits_for_its_window() {
+    let mut r = with_window(full("2.0"), closed_until_three());
+    r.spec.approval = Approval::Manual;
+    let mut world = World::new(r, cluster("1.0"));
+    world.step();
+    assert_eq!(ready(world.status()), (False, "AwaitingApproval".into()));
+    assert_eq!(
+        world.status().next_window,
+        None,
+        "approval is asked for first"
+    );
+
+    world.release.metadata.annotations =
+        Some([(APPROVE_ANNOTATION.to_string(), "2.0".to_string())].into());
+    let decision = world.step();
+    assert_eq!(ready(&decision.status), (False, "AwaitingWindow".into()));
+    assert_eq!(decision.status.next_window, Some(three_pm()));
+    assert_eq!(decision.requeue_after, Duration::from_secs(3 * 3600));
+
+    world.advance(decision.requeue_after);
+    assert!(
+        world.step().status.upgrade.is_some(),
+        "approved and inside the window"
+    );
+}
