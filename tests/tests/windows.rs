@@ -3,11 +3,10 @@
 //! window or when the window opens by itself (the operator wakes for that moment), and an
 //! upgrade in flight is not stopped when its window is taken away.
 
-use std::path::Path;
 use std::time::Duration;
 
 use apprelease_e2e::fixtures::{self, Jobs, Outcome, RELEASE, REPOSITORY, V1, V2};
-use apprelease_e2e::{Cluster, Scenario, inspect};
+use apprelease_e2e::{Scenario, inspect};
 use apprelease_operator::api::conditions::{self, ConditionStatus};
 use apprelease_operator::api::{AppRelease, AppReleaseStatus, MaintenanceWindow, UpgradeResult};
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Timelike, Utc};
@@ -44,32 +43,13 @@ fn ready_message(status: &AppReleaseStatus) -> String {
         .unwrap_or_default()
 }
 
-/// `kubectl get` against the cluster, as a user would run it.
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(cluster.kubectl())
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
-        .output()
-        .await?;
-    anyhow::ensure!(
-        output.status.success(),
-        "kubectl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The NEXT WINDOW cell of `kubectl get apr` for the release (empty when unset), read
 /// between its header and the next one (AGE).
 async fn next_window_column(s: &Scenario) -> anyhow::Result<String> {
-    let table = kubectl(
-        &s.cluster,
-        &["get", "apr", RELEASE, "-n", &s.cluster.namespace],
-    )
-    .await?;
+    let table = s
+        .cluster
+        .run_kubectl(&["get", "apr", RELEASE, "-n", &s.cluster.namespace])
+        .await?;
     let mut lines = table.lines();
     let header = lines.next().unwrap_or_default();
     let row = lines.next().unwrap_or_default();
