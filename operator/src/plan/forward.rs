@@ -120,10 +120,11 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     let Some(target) = plan.spec.targets.get(index) else {
         return after_rollout(plan, upgrade, false);
     };
-    let Some(deployment) = plan.observed.deployments.get(&target.deployment) else {
+    let Some(deployment) = plan.observed.deployments.get(target.name()) else {
         let message = format!(
-            "Deployment {} was deleted during the upgrade",
-            target.deployment
+            "{} {} was deleted during the upgrade",
+            target.kind(),
+            target.name()
         );
         return rollout_failed(message);
     };
@@ -133,14 +134,17 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     };
     remember_previous(plan, &wanted);
     if !targets::missing(&wanted, plan.observed).is_empty() {
-        let images = apply_body(plan, &target.deployment, &wanted);
+        let images = apply_body(plan, target.name(), &wanted);
         plan.act(Action::SetImages {
-            deployment: target.deployment.clone(),
+            kind: target.kind(),
+            deployment: target.name().to_string(),
             images,
         });
         return Transition::Wait(format!(
-            "rolling out {} to Deployment {}",
-            upgrade.to, target.deployment
+            "rolling out {} to {} {}",
+            upgrade.to,
+            target.kind(),
+            target.name()
         ));
     }
     if deployment.is_rolled_out() {
@@ -162,16 +166,18 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
             )
         };
         return rollout_failed(format!(
-            "Deployment {} did not become available with {}: {why} ({})",
-            target.deployment,
+            "{} {} did not become available with {}: {why} ({})",
+            target.kind(),
+            target.name(),
             upgrade.to,
             deployment.progress()
         ));
     }
     plan.requeue(timeout.saturating_sub(waited) + Duration::from_secs(1));
     Transition::Wait(format!(
-        "waiting for Deployment {} to roll out {}: {}",
-        target.deployment,
+        "waiting for {} {} to roll out {}: {}",
+        target.kind(),
+        target.name(),
         upgrade.to,
         deployment.progress()
     ))
@@ -195,7 +201,7 @@ fn rollout_images(
     let recorded: Vec<ContainerImage> = upgrade
         .previous_images
         .iter()
-        .filter(|p| p.deployment == target.deployment)
+        .filter(|p| p.deployment == target.name())
         .map(|p| {
             let repository = target
                 .image
@@ -217,8 +223,10 @@ fn rollout_images(
         return Err(targets::TargetError {
             reason: "InvalidSpec",
             message: format!(
-                "container {} of Deployment {} was removed during the upgrade",
-                gone.container, gone.deployment
+                "container {} of {} {} was removed during the upgrade",
+                gone.container,
+                target.kind(),
+                gone.deployment
             ),
         });
     }

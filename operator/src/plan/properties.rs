@@ -384,7 +384,7 @@ proptest! {
     #[test]
     fn unknown_targets_change_nothing(deployment in "[a-z][a-z0-9-]{0,20}", container in "[a-z]{1,8}") {
         let mut r = full("2.0");
-        r.spec.targets[1].deployment = deployment.clone();
+        r.spec.targets[1].deployment = Some(deployment.clone());
         r.spec.targets[0].containers = Some(vec![container.clone()]);
         let decision = decide(&r, &cluster("1.0"));
         let known = (deployment == "frontend" || deployment == "backend") && (container == "backend" || container == "sidecar");

@@ -66,6 +66,7 @@ pub fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         };
         if d.replicas != 0 {
             plan.act(Action::Scale {
+                kind: d.kind,
                 deployment: r.deployment.clone(),
                 replicas: 0,
             });
@@ -139,10 +140,20 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
             .any(|(c, image)| d.image(c) != Some(image.as_str()))
         {
             plan.act(Action::SetImages {
+                kind: d.kind,
                 deployment: deployment.clone(),
                 images,
             });
             pending.push(deployment.clone());
+        } else {
+            // A StatefulSet waits forever for a pod of the failed version to become ready
+            // before it replaces it; the template is back, so that pod goes (forced rollback).
+            for pod in d.stuck_pods() {
+                plan.act(Action::DeletePod {
+                    pod: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                });
+            }
         }
         if let Some(r) = upgrade
             .previous_replicas
@@ -151,6 +162,7 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
             && d.replicas != r.replicas
         {
             plan.act(Action::Scale {
+                kind: d.kind,
                 deployment: deployment.clone(),
                 replicas: r.replicas,
             });
