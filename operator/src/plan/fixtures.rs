@@ -227,6 +227,8 @@ pub fn cluster(version: &str) -> Observed {
 pub struct Faults {
     /// Image tags that never become available.
     pub bad_tags: Vec<String>,
+    /// Whole images that never become available (one target's new version).
+    pub bad_images: Vec<String>,
 }
 
 /// A release and the cluster it lives in, advanced by decisions and by simulated time.
@@ -355,10 +357,12 @@ impl World {
         for d in self.cluster.deployments.values_mut() {
             d.observed_generation = d.generation;
             let bad = d.containers.iter().any(|(_, image)| {
-                self.faults
-                    .bad_tags
-                    .iter()
-                    .any(|t| crate::api::image::tag(image) == Some(t.as_str()))
+                self.faults.bad_images.contains(image)
+                    || self
+                        .faults
+                        .bad_tags
+                        .iter()
+                        .any(|t| crate::api::image::tag(image) == Some(t.as_str()))
             });
             if d.kind == TargetKind::StatefulSet {
                 settle_stateful_set(d, bad);

@@ -34,6 +34,8 @@ mod properties;
 #[cfg(test)]
 mod rest_tests;
 #[cfg(test)]
+mod statefulset_tests;
+#[cfg(test)]
 mod tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
