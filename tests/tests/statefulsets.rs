@@ -320,8 +320,13 @@ async fn st03_a_failed_statefulset_rollout_rolls_back_every_target() -> anyhow::
         assert_eq!(deleted, ["worker-1"], "{deleted:?}");
     }
     let events = s
-        .events_with(RELEASE, &["RolloutFailed", "RolledBack"])
+        .events_with(RELEASE, &["RolloutFailed", "StuckPodDeleted", "RolledBack"])
         .await?;
+    assert!(
+        events.iter().any(|(r, m)| r == "StuckPodDeleted"
+            && m.starts_with("deleted pod worker-1 of StatefulSet worker")),
+        "{events:?}"
+    );
     assert!(
         events
             .iter()

@@ -153,6 +153,11 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
                     pod: pod.name.clone(),
                     uid: pod.uid.clone(),
                 });
+                let message = format!(
+                    "deleted pod {} of StatefulSet {deployment}: it runs the failed version and is not ready, and its controller would wait for it forever; it is recreated from the previous template",
+                    pod.name
+                );
+                plan.note(NoteType::Normal, "StuckPodDeleted", message);
             }
         }
         if let Some(r) = upgrade

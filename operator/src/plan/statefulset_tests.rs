@@ -236,6 +236,20 @@ fn a_failed_statefulset_rollout_rolls_back_every_target_and_replaces_the_stuck_p
         .collect();
     assert_eq!(deleted.len(), 1, "{deleted:?}");
     assert_eq!(deleted[0].0, "worker-2");
+    let said: Vec<&str> = world
+        .log
+        .iter()
+        .flat_map(|d| &d.notes)
+        .filter(|n| n.reason == "StuckPodDeleted")
+        .map(|n| n.message.as_str())
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0]
+            .starts_with("deleted pod worker-2 of StatefulSet worker: it runs the failed version"),
+        "{}",
+        said[0]
+    );
     let d = worker(&world);
     assert!(d.is_rolled_out(), "{d:?}");
     assert!(
