@@ -2,7 +2,7 @@
 //! server that skipped them, or an object written before a rule existed, must still get a
 //! readable answer) and add what a schema cannot say, such as pod template contents.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
@@ -74,25 +74,53 @@ pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
 
 fn check_targets(targets: &[Target], errors: &mut Errors) {
     if targets.is_empty() {
-        errors.add("spec.targets", "at least one target Deployment is needed");
+        errors.add(
+            "spec.targets",
+            "at least one target (a Deployment or a StatefulSet) is needed",
+        );
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     for (i, target) in targets.iter().enumerate() {
         let path = format!("spec.targets[{i}]");
-        if !is_object_name(&target.deployment) {
+        let (field, name) = match (&target.deployment, &target.stateful_set) {
+            (Some(name), None) => ("deployment", name),
+            (None, Some(name)) => ("statefulSet", name),
+            (Some(_), Some(_)) => {
+                errors.add(
+                    path,
+                    "give either deployment or statefulSet, not both: a target is one workload",
+                );
+                continue;
+            }
+            (None, None) => {
+                errors.add(
+                    path,
+                    "name the workload: deployment: <name> or statefulSet: <name>",
+                );
+                continue;
+            }
+        };
+        let kind = target.kind();
+        if !is_object_name(name) {
             errors.add(
-                format!("{path}.deployment"),
-                format!(
-                    "{:?} is not a Deployment name (lower-case letters, digits, '-' and '.')",
-                    target.deployment
-                ),
+                format!("{path}.{field}"),
+                format!("{name:?} is not a {kind} name (lower-case letters, digits, '-' and '.')"),
             );
         }
-        if !seen.insert(target.deployment.as_str()) {
-            errors.add(
-                format!("{path}.deployment"),
-                format!("Deployment {:?} is listed twice", target.deployment),
-            );
+        // Targets are known by name alone (in the status and the observed snapshot), so a
+        // Deployment and a StatefulSet of the same name cannot both be targets.
+        match seen.insert(name.as_str(), kind) {
+            Some(first) if first == kind => errors.add(
+                format!("{path}.{field}"),
+                format!("{kind} {name:?} is listed twice"),
+            ),
+            Some(first) => errors.add(
+                format!("{path}.{field}"),
+                format!(
+                    "{kind} {name:?} has the name of {first} {name:?}, also listed: targets are told apart by name, so rename one of the two"
+                ),
+            ),
+            None => {}
         }
         if let Some(containers) = &target.containers {
             if containers.is_empty() {
@@ -229,7 +257,7 @@ fn check_template(path: &str, template: &PodTemplateSpec, errors: &mut Errors) {
     }
 }
 
-/// A DNS-1123 subdomain, the rule for Deployment names.
+/// A DNS-1123 subdomain, the rule for Deployment and StatefulSet names.
 fn is_object_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !name.is_empty()

@@ -247,11 +247,7 @@ mod tests {
         };
         let spec = AppReleaseSpec {
             version: "2.0".into(),
-            targets: vec![Target {
-                deployment: "backend".into(),
-                containers: None,
-                image: None,
-            }],
+            targets: vec![Target::deployment("backend")],
             backup: None,
             migration: Some(MigrationSpec {
                 template: PodTemplateSpec {

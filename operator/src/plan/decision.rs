@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{
     APPROVE_ANNOTATION, AppRelease, AppReleaseSpec, AppReleaseStatus, Approval, ContainerImage,
-    DowngradePolicy, RETRY_ANNOTATION,
+    DowngradePolicy, RETRY_ANNOTATION, TargetKind,
 };
 use crate::jobs::names::JobKind;
 
@@ -44,9 +44,11 @@ pub struct Decision {
 pub enum Action {
     /// Create a Job (adopting one of the same name that already exists).
     CreateJob(JobRequest),
-    /// Server-side apply of these container images on one Deployment.
+    /// Server-side apply of these container images on one target workload.
     SetImages {
-        /// Deployment name.
+        /// Deployment or StatefulSet.
+        kind: TargetKind,
+        /// Its name.
         deployment: String,
         /// (container, image) pairs.
         images: Vec<(String, String)>,
@@ -57,12 +59,23 @@ pub enum Action {
         /// Job name.
         job: String,
     },
-    /// Server-side apply of `spec.replicas` on one Deployment.
+    /// `spec.replicas` of one target workload, through its scale subresource.
     Scale {
-        /// Deployment name.
+        /// Deployment or StatefulSet.
+        kind: TargetKind,
+        /// Its name.
         deployment: String,
         /// The replica count.
         replicas: i32,
+    },
+    /// Deletes one pod of a StatefulSet target that its controller waits for forever (see
+    /// `DeploymentState::stuck_pods`), on the condition that it is still the pod with this
+    /// uid. The StatefulSet controller recreates it from the current template.
+    DeletePod {
+        /// Pod name.
+        pod: String,
+        /// Its uid (a precondition of the deletion).
+        uid: String,
     },
 }
 

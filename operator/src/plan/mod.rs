@@ -41,10 +41,12 @@ mod properties;
 #[cfg(test)]
 mod rest_tests;
 #[cfg(test)]
+mod statefulset_tests;
+#[cfg(test)]
 mod tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
-pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer};
+pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
 
 use crate::api::{AppRelease, validate};
 
@@ -52,11 +54,11 @@ use crate::api::{AppRelease, validate};
 /// of them. The claim goes when that release lets go, which no watch of ours reports, so the
 /// caller looks again after a poll interval.
 fn claimed(release: &AppRelease, observed: &Observed) -> Option<String> {
-    let targets: Vec<String> = release
+    let targets: Vec<(crate::api::TargetKind, String)> = release
         .spec
         .targets
         .iter()
-        .map(|t| t.deployment.clone())
+        .map(|t| (t.kind(), t.name().to_string()))
         .collect();
     let claimed = claims::claimed_targets(
         release.metadata.name.as_deref().unwrap_or_default(),
@@ -73,10 +75,10 @@ fn claimed(release: &AppRelease, observed: &Observed) -> Option<String> {
     }
     let owners: Vec<String> = claimed
         .iter()
-        .map(|(deployment, owner)| format!("Deployment {deployment} belongs to AppRelease {owner}"))
+        .map(|((kind, name), owner)| format!("{kind} {name} belongs to AppRelease {owner}"))
         .collect();
     Some(format!(
-        "{}, created earlier; a Deployment is upgraded by one AppRelease only, so nothing was changed. Remove it from one of the two; this AppRelease goes on by itself once the other lets go.",
+        "{}, created earlier; a workload is upgraded by one AppRelease only, so nothing was changed. Remove it from one of the two; this AppRelease goes on by itself once the other lets go.",
         owners.join(", ")
     ))
 }
