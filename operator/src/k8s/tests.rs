@@ -86,6 +86,7 @@ fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
         status: Default::default(),
         actions,
         notes: vec![],
+        milestones: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
     }

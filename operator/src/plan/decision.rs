@@ -8,6 +8,7 @@ use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{AppRelease, AppReleaseSpec, AppReleaseStatus, ContainerImage, RETRY_ANNOTATION};
 use crate::jobs::names::JobKind;
 
+use super::milestone::Milestone;
 use super::observed::Observed;
 
 /// How long to wait before looking again while an upgrade runs, in case a watch event is
@@ -28,6 +29,8 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// Events to publish once the status is written.
     pub notes: Vec<Note>,
+    /// Upgrade milestones to notify once the status is written (see `milestone`).
+    pub milestones: Vec<Milestone>,
     /// When to look again at the latest.
     pub requeue_after: Duration,
     /// Whether the AppRelease should carry the operator's finalizer: while an upgrade is in
@@ -122,6 +125,7 @@ pub struct Planner<'a> {
     pub status: AppReleaseStatus,
     actions: Vec<Action>,
     notes: Vec<Note>,
+    milestones: Vec<Milestone>,
     requeue_after: Duration,
 }
 
@@ -144,6 +148,7 @@ impl<'a> Planner<'a> {
             status,
             actions: Vec::new(),
             notes: Vec::new(),
+            milestones: Vec::new(),
             requeue_after: RESYNC,
         }
     }
@@ -162,6 +167,10 @@ impl<'a> Planner<'a> {
             reason: reason.into(),
             message: message.into(),
         });
+    }
+
+    pub fn milestone(&mut self, milestone: Milestone) {
+        self.milestones.push(milestone);
     }
 
     /// Look again within `after` at the latest.
@@ -251,6 +260,7 @@ impl<'a> Planner<'a> {
             status: self.status,
             actions: self.actions,
             notes: self.notes,
+            milestones: self.milestones,
             requeue_after: self.requeue_after.max(MIN_REQUEUE),
         }
     }

@@ -220,6 +220,7 @@ fn start(plan: &mut Planner, wanted: Vec<crate::api::ContainerImage>) {
         prune: Vec::new(),
         failure: None,
     });
+    super::milestone::started(plan);
     if first == Step::BackingUp {
         steps::plan_prune(plan);
     }

@@ -12,6 +12,7 @@ mod decision;
 mod deletion;
 mod drift;
 mod idle;
+pub mod milestone;
 pub mod observed;
 mod outcome;
 pub mod retention;
@@ -24,6 +25,8 @@ mod deletion_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod milestone_tests;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod rest_tests;
@@ -31,6 +34,7 @@ mod rest_tests;
 mod tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
+pub use milestone::{Milestone, MilestoneKind};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer};
 
 use crate::api::{AppRelease, validate};

@@ -24,6 +24,7 @@ pub fn start(plan: &mut Planner, reason: &str, message: String) -> Flow {
         reason,
         format!("{message}; rolling back"),
     );
+    super::milestone::rolling_back(plan, &upgrade, reason, &message);
     let first = match plan.spec.rollback.database {
         DatabaseRollback::Downgrade => Step::Downgrading,
         DatabaseRollback::Restore if upgrade.backup.is_some() => Step::ScalingDown,

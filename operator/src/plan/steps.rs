@@ -467,6 +467,7 @@ fn supersede(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         ),
     );
     plan.status.upgrade = Some(chained);
+    super::milestone::started(plan);
     if needs_backup {
         plan_prune(plan);
     }
