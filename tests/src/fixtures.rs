@@ -213,6 +213,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         }),
         rollback: RollbackSpec::default(),
         suspend: false,
+        notifications: None,
     };
     let mut release = AppRelease::new(name, spec);
     release.metadata = ObjectMeta {

@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 
+use super::notifications::NotificationsSpec;
 use super::presets::BackupPreset;
 use super::status::AppReleaseStatus;
 
@@ -75,6 +76,11 @@ pub struct AppReleaseSpec {
     /// back first, because stopping halfway would leave the targets on mixed versions.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Who hears about upgrades: a webhook that receives a JSON message when an upgrade
+    /// starts, succeeds, fails, is rolled back, or its rollback fails. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
 }
 
 /// A Deployment that carries the release's version.

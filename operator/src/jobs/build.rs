@@ -265,6 +265,7 @@ mod tests {
             verify: None,
             rollback: RollbackSpec::default(),
             suspend: false,
+            notifications: None,
         };
         let mut r = AppRelease::new("meet", spec);
         r.metadata.namespace = Some("apps".into());

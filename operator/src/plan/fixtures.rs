@@ -55,6 +55,7 @@ pub fn release(version: &str) -> AppRelease {
         verify: None,
         rollback: RollbackSpec::default(),
         suspend: false,
+        notifications: None,
     };
     let mut release = AppRelease::new("meet", spec);
     release.metadata = ObjectMeta {

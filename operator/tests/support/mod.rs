@@ -182,6 +182,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
             ..RollbackSpec::default()
         },
         suspend: false,
+        notifications: None,
     };
     let mut r = AppRelease::new(RELEASE, spec);
     r.metadata = ObjectMeta {
