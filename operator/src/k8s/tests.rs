@@ -120,6 +120,7 @@ async fn run(client: Client, release: AppRelease, decision: Decision) -> Result<
     Executor {
         client: &client,
         events: &reporter,
+        notifier: None,
     }
     .execute(&release, &decision)
     .await
