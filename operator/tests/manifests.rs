@@ -95,6 +95,7 @@ fn kustomize_base_renders_the_operator() {
         ("jobs", "create"),
         ("pods", "list"),
         ("events", "create"),
+        ("secrets", "get"),
     ] {
         assert!(
             allows(resource, verb),
@@ -110,5 +111,9 @@ fn kustomize_base_renders_the_operator() {
     assert!(
         !allows("persistentvolumeclaims", "delete"),
         "volumes are never deleted"
+    );
+    assert!(
+        !allows("secrets", "list") && !allows("secrets", "watch"),
+        "a webhook's Secret is read by name; the operator never lists Secrets"
     );
 }
