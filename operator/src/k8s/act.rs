@@ -1,6 +1,7 @@
 //! Carries out a decision: the status first (write-ahead), then the Events and the
-//! notifications it records, then the actions in order. Every write to a Deployment is a server-side apply of a partial body under the
-//! operator's one field manager, so it owns only the image fields it sets (invariant 8).
+//! notifications it records, then the actions in order. Every write to a Deployment is a
+//! server-side apply of a partial body under the operator's one field manager, so it owns
+//! only the image fields it sets (invariant 8).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
