@@ -227,6 +227,16 @@ fn make_builtins() -> Vec<ResourceType> {
                 ("Ready", "integer", ".status.readyReplicas"),
                 AGE,
             ]),
+        // Stored and served; no autoscaling is simulated (nor, without a metrics server, done
+        // by the real control plane of the tests).
+        ResourceType::builtin(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+        )
+        .short(&["hpa"]),
         ResourceType::builtin("batch", "v1", "Job", "jobs", true)
             .in_all()
             .with_status()

@@ -239,6 +239,31 @@ impl Cluster {
         }
     }
 
+    /// Runs this cluster's kubectl as a user would, from the repository root, and returns its
+    /// stdout; fails with its stderr.
+    pub async fn run_kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // Not blocking the test's runtime while kubectl runs.
+        let output = tokio::process::Command::new(self.kubectl())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .await?;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+        anyhow::ensure!(
+            output.status.success(),
+            "kubectl {} failed ({}):\n{stderr}{stdout}",
+            args.join(" "),
+            output.status
+        );
+        Ok(stdout)
+    }
+
     /// The simulated cluster, for request counts and API faults.
     pub fn sim(&self) -> Option<&SimHandle> {
         self.sim.as_ref().map(SimServer::handle)

@@ -206,6 +206,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         }),
         rollout: RolloutSpec {
             timeout: "60s".into(),
+            ..RolloutSpec::default()
         },
         verify: Some(VerifySpec {
             template: job_template(&jobs.verify, None),
@@ -214,6 +215,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         rollback: RollbackSpec::default(),
         suspend: false,
         notifications: None,
+        approval: Approval::default(),
     };
     let mut release = AppRelease::new(name, spec);
     release.metadata = ObjectMeta {

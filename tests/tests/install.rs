@@ -7,36 +7,10 @@
 //! Not on a cluster given by kubeconfig: it would install (and leave behind) a second operator
 //! next to the scenarios' own, so there it fails saying so (skip it by name).
 
-use std::path::Path;
-
 use apprelease_e2e::Cluster;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
-
-/// Runs kubectl against the cluster and returns its stdout, failing with its stderr.
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    // Not blocking the test's runtime while kubectl runs.
-    let output = tokio::process::Command::new(cluster.kubectl())
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .args(args)
-        .current_dir(&repo)
-        .output()
-        .await?;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    );
-    anyhow::ensure!(
-        output.status.success(),
-        "kubectl {} failed ({}):\n{stderr}{stdout}",
-        args.join(" "),
-        output.status
-    );
-    Ok(stdout)
-}
 
 #[tokio::test]
 async fn kubectl_applies_the_crd_directory_and_the_kustomize_base() -> anyhow::Result<()> {
@@ -52,7 +26,7 @@ async fn kubectl_applies_the_crd_directory_and_the_kustomize_base() -> anyhow::R
         assert!(crds.get_opt("appreleases.apprelease.io").await?.is_none());
     }
 
-    let applied = kubectl(&cluster, &["apply", "-f", "crds/"]).await?;
+    let applied = cluster.run_kubectl(&["apply", "-f", "crds/"]).await?;
     assert!(
         applied.contains("customresourcedefinition.apiextensions.k8s.io/appreleases.apprelease.io"),
         "{applied}"
@@ -60,7 +34,7 @@ async fn kubectl_applies_the_crd_directory_and_the_kustomize_base() -> anyhow::R
     let crd = crds.get("appreleases.apprelease.io").await?;
     assert_eq!(crd.spec.names.kind, "AppRelease");
 
-    let applied = kubectl(&cluster, &["apply", "-k", "manifests/"]).await?;
+    let applied = cluster.run_kubectl(&["apply", "-k", "manifests/"]).await?;
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "apprelease-system");
     let operator = deployments.get("apprelease-operator").await?;
     let labels = operator.metadata.labels.unwrap_or_default();
@@ -72,23 +46,19 @@ async fn kubectl_applies_the_crd_directory_and_the_kustomize_base() -> anyhow::R
     assert!(crds.get_opt("appreleases.apprelease.io").await?.is_some());
 
     // Server-side apply of the same directory works too (and takes over the CRD).
-    kubectl(
-        &cluster,
-        &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
-    )
-    .await?;
+    cluster
+        .run_kubectl(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"])
+        .await?;
     if cluster.testbed().is_some() {
         // The manifests ask for one replica; the scenarios' operator is the binary under test.
-        kubectl(
-            &cluster,
-            &[
+        cluster
+            .run_kubectl(&[
                 "scale",
                 "deployment/apprelease-operator",
                 "--namespace=apprelease-system",
                 "--replicas=0",
-            ],
-        )
-        .await?;
+            ])
+            .await?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use apprelease_e2e::fixtures::{self, BAD_VERSION, Jobs, Outcome, RELEASE, REPOSITORY, V1, V2};
 use apprelease_e2e::{Scenario, inspect};
-use apprelease_operator::api::{AppRelease, AppReleaseStatus, UpgradeResult};
+use apprelease_operator::api::{AppRelease, AppReleaseStatus, RolloutStrategy, UpgradeResult};
 use apprelease_sim::{ApiEffect, ApiFault, Fault};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -95,6 +95,54 @@ async fn s07_killing_the_operator_after_every_step_loses_and_repeats_nothing() -
         s.operator.starts() - 1,
         killer.killed_at
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn s07b_killing_the_operator_after_every_offline_step_brings_back_the_same_replicas()
+-> anyhow::Result<()> {
+    let mut s = Scenario::start("crash-offline").await?;
+    let slow = Outcome::RunFor(Duration::from_millis(700));
+    let jobs = Jobs {
+        migration: slow.clone(),
+        verify: slow,
+        ..Jobs::default()
+    };
+    let mut release = fixtures::release(&s.cluster, RELEASE, V1, &jobs);
+    release.spec.rollout.strategy = RolloutStrategy::Offline;
+    fixtures::apply(&s.cluster, &release).await?;
+    s.wait_ready(RELEASE, V1).await?;
+    let mut killer = Killer::default();
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    let upgraded =
+        |st: &AppReleaseStatus| st.current_version.as_deref() == Some(V2) && st.upgrade.is_none();
+    killer.kill_on_every_boundary(&mut s, upgraded).await?;
+    fixtures::set_version(&s.cluster, RELEASE, BAD_VERSION).await?;
+    let rolled_back = |st: &AppReleaseStatus| st.upgrade.is_none() && st.history.len() == 2;
+    killer.kill_on_every_boundary(&mut s, rolled_back).await?;
+
+    let status = s.wait_settled(RELEASE, "RolledBack").await?;
+    assert_eq!(status.history[1].result, UpgradeResult::Succeeded);
+    assert_eq!(status.history[0].result, UpgradeResult::RolledBack);
+    for step in ["Stopping", "BackingUp", "Migrating", "Starting"] {
+        assert!(
+            killer.killed_at.iter().any(|b| b.contains(step)),
+            "never killed at {step}: {:?}",
+            killer.killed_at
+        );
+    }
+    let deployments: Api<Deployment> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    for (name, replicas) in [("backend", 2), ("frontend", 1)] {
+        let spec = deployments.get(name).await?.spec.unwrap();
+        assert_eq!(spec.replicas, Some(replicas), "{name} has its count again");
+    }
+    assert_eq!(
+        inspect::running_version(&s.cluster).await?.as_deref(),
+        Some(V2)
+    );
+    let jobs = inspect::each_job_ran_once(&s.cluster).await?;
+    assert_eq!(jobs, 5, "two backups, two migrations, one verification");
     Ok(())
 }
 

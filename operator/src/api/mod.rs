@@ -19,6 +19,9 @@ pub use status::*;
 /// Annotation whose new value asks the operator to try a failed version again.
 pub const RETRY_ANNOTATION: &str = "apprelease.io/retry";
 
+/// Annotation that approves the upgrade to the version it names, with `approval: Manual`.
+pub const APPROVE_ANNOTATION: &str = "apprelease.io/approve";
+
 /// Field manager of every server-side apply the operator makes (invariant 8).
 pub const FIELD_MANAGER: &str = "apprelease-operator";
 

@@ -81,6 +81,22 @@ pub struct AppReleaseSpec {
     /// starts, succeeds, fails, is rolled back, or its rollback fails. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationsSpec>,
+    /// `Automatic` (the default): an upgrade starts as soon as `version` changes. `Manual`:
+    /// the upgrade to a version waits (Ready=False, reason `AwaitingApproval`) until the
+    /// annotation `apprelease.io/approve` names that version; an approval of another version
+    /// approves nothing. Going back to the version that runs needs no approval.
+    #[serde(default)]
+    pub approval: Approval,
+}
+
+/// Who lets an upgrade start.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Approval {
+    /// The operator, as soon as `spec.version` changes.
+    #[default]
+    Automatic,
+    /// A human, by annotating the AppRelease with the version to install.
+    Manual,
 }
 
 /// A Deployment that carries the release's version.
@@ -180,18 +196,40 @@ pub enum MigrationPhase {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
-    /// How long each target may take to become fully updated and available, e.g. `10m`.
+    /// How long each target may take to become fully updated and available, e.g. `10m`. In
+    /// `Offline` mode also how long the targets may take to stop.
     #[serde(default = "default_rollout_timeout")]
     #[x_kube(validation = duration_rule())]
     pub timeout: String,
+
+    /// `Rolling` (the default): the backup and a before-rollout migration run while the old
+    /// version keeps serving, then each target rolls over to the new images. `Offline`: every
+    /// target is scaled to zero first, so that nothing writes while the database is backed up
+    /// and migrated; then the new images are set, the targets come back with the replica
+    /// counts recorded in `status.upgrade.previousReplicas`, and an after-rollout migration and
+    /// the verification run.
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
 }
 
 impl Default for RolloutSpec {
     fn default() -> Self {
         Self {
             timeout: default_rollout_timeout(),
+            strategy: RolloutStrategy::default(),
         }
     }
+}
+
+/// How an upgrade treats the running application.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RolloutStrategy {
+    /// The old version serves until each target rolls over.
+    #[default]
+    Rolling,
+    /// The application is stopped for the backup and the migration, and started again with
+    /// the new version.
+    Offline,
 }
 
 /// A smoke test run after the rollout.

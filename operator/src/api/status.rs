@@ -87,7 +87,8 @@ pub struct Upgrade {
     /// Every image this upgrade changes, as it was before. A rollback puts back exactly these.
     #[serde(default)]
     pub previous_images: Vec<ContainerImage>,
-    /// Replica counts recorded before scaling the targets to zero for a restore.
+    /// Replica counts recorded before scaling the targets to zero (an offline upgrade, or a
+    /// restore); they come back with exactly these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_replicas: Vec<DeploymentReplicas>,
     /// Jobs of this upgrade that the operator has seen exist. A Job listed here is never
@@ -97,25 +98,40 @@ pub struct Upgrade {
     /// Backup ids this upgrade's backup Job was told to prune after its own success.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune: Vec<String>,
+    /// Whether a migration of this upgrade (or of the one it continues after `spec.version`
+    /// moved on) may have run: set before its Job is created. A down-migration runs only
+    /// then. Absent in a status written by an older operator, so read as true there.
+    #[serde(default = "may_have_migrated")]
+    pub migration_started: bool,
     /// Why the upgrade is being rolled back, once it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
 }
 
+fn may_have_migrated() -> bool {
+    true
+}
+
 /// The steps of an upgrade, in the order they can happen.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Step {
+    /// Offline upgrade: the targets are scaled to zero; nothing runs before the backup.
+    Stopping,
     /// The backup Job runs.
     BackingUp,
     /// The migration Job runs.
     Migrating,
     /// The targets get the new images, one after the other.
     RollingOut,
+    /// Offline upgrade: the targets, on the new images, come back with their recorded
+    /// replica counts and must become available.
+    Starting,
     /// The verification Job runs.
     Verifying,
     /// The down-migration Job runs (rollback with `database: Downgrade`).
     Downgrading,
-    /// The targets are scaled to zero before a restore.
+    /// The targets are scaled to zero before a restore (and, in an offline upgrade, before a
+    /// down-migration).
     ScalingDown,
     /// The restore Job runs (rollback with `database: Restore`).
     Restoring,
@@ -127,9 +143,11 @@ impl Step {
     /// The name used in conditions and events.
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::Stopping => "Stopping",
             Step::BackingUp => "BackingUp",
             Step::Migrating => "Migrating",
             Step::RollingOut => "RollingOut",
+            Step::Starting => "Starting",
             Step::Verifying => "Verifying",
             Step::Downgrading => "Downgrading",
             Step::ScalingDown => "ScalingDown",

@@ -266,6 +266,7 @@ mod tests {
             rollback: RollbackSpec::default(),
             suspend: false,
             notifications: None,
+            approval: crate::api::Approval::default(),
         };
         let mut r = AppRelease::new("meet", spec);
         r.metadata.namespace = Some("apps".into());

@@ -10,13 +10,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use crate::api::AppRelease;
 use crate::api::time::to_chrono;
+use crate::api::{AppRelease, RolloutStrategy};
 use crate::jobs::build::{RELEASE_LABEL, RELEASE_UID_LABEL};
 use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer};
 
@@ -45,6 +46,9 @@ pub async fn observe(
         if let Some(deployment) = found {
             deployments.insert(target.deployment.clone(), deployment_state(&deployment));
         }
+    }
+    if release.spec.rollout.strategy == RolloutStrategy::Offline {
+        note_autoscalers(client, &namespace, &mut deployments).await?;
     }
 
     let selector = format!("{RELEASE_LABEL}={}", release.name_any());
@@ -80,6 +84,34 @@ pub async fn observe(
         jobs,
         peers,
     })
+}
+
+/// Marks the Deployments an autoscaler scales, so that an offline upgrade can say it scales
+/// them to zero and back (and then leaves the count to the autoscaler).
+async fn note_autoscalers(
+    client: &Client,
+    namespace: &str,
+    deployments: &mut BTreeMap<String, DeploymentState>,
+) -> Result<(), Error> {
+    let autoscalers = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::List {
+            kind: "HorizontalPodAutoscalers",
+            source,
+        })?;
+    for hpa in &autoscalers.items {
+        let Some(target) = hpa.spec.as_ref().map(|s| &s.scale_target_ref) else {
+            continue;
+        };
+        if target.kind != "Deployment" {
+            continue;
+        }
+        if let Some(state) = deployments.get_mut(&target.name) {
+            state.autoscaler = Some(hpa.name_any());
+        }
+    }
+    Ok(())
 }
 
 /// The Job carries the AppRelease's owner reference.
@@ -147,6 +179,8 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
             .cloned(),
+        // Filled in by `note_autoscalers` when the release needs it.
+        autoscaler: None,
     }
 }
 

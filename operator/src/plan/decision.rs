@@ -5,7 +5,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::api::conditions::{self, ConditionStatus, Desired};
-use crate::api::{AppRelease, AppReleaseSpec, AppReleaseStatus, ContainerImage, RETRY_ANNOTATION};
+use crate::api::{
+    APPROVE_ANNOTATION, AppRelease, AppReleaseSpec, AppReleaseStatus, Approval, ContainerImage,
+    RETRY_ANNOTATION,
+};
 use crate::jobs::names::JobKind;
 
 use super::milestone::Milestone;
@@ -119,6 +122,9 @@ pub struct Planner<'a> {
     pub name: &'a str,
     pub generation: i64,
     pub retry: String,
+    /// The version the `apprelease.io/approve` annotation approves, if any.
+    pub approved: Option<String>,
+    pub namespace: &'a str,
     pub observed: &'a Observed,
     /// Why another AppRelease owns one of the targets, if it does (see `claims`).
     pub claim: Option<String>,
@@ -143,6 +149,13 @@ impl<'a> Planner<'a> {
                 .and_then(|a| a.get(RETRY_ANNOTATION))
                 .cloned()
                 .unwrap_or_default(),
+            approved: release
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPROVE_ANNOTATION))
+                .map(|v| v.trim().to_string()),
+            namespace: release.metadata.namespace.as_deref().unwrap_or_default(),
             observed,
             claim: None,
             status,
@@ -205,6 +218,27 @@ impl<'a> Planner<'a> {
         );
         if news {
             self.note(NoteType::Warning, reason, message);
+        }
+    }
+
+    /// Whether the upgrade to `version` may start: approval is automatic, or the annotation
+    /// names exactly this version.
+    pub fn approved(&self, version: &str) -> bool {
+        self.spec.approval == Approval::Automatic || self.approved.as_deref() == Some(version)
+    }
+
+    /// Waiting for a human who was told what to do (not stalled: nothing failed). Ready says
+    /// why; an Event when this is news.
+    pub fn waiting(&mut self, reason: &str, message: &str) {
+        let news = conditions::get(&self.status.conditions, conditions::READY)
+            .is_none_or(|c| c.reason != reason || c.message != message);
+        self.conditions(
+            Desired::new(ConditionStatus::False, reason, message),
+            None,
+            None,
+        );
+        if news {
+            self.note(NoteType::Normal, reason, message);
         }
     }
 

@@ -15,9 +15,9 @@ use crate::api::{ContainerImage, MigrationPhase, Step, Upgrade, image};
 use crate::jobs::names::{JobKind, job_name};
 
 use super::decision::{Action, Decision, NoteType, Planner};
-use super::idle::display;
 use super::observed::JobOutcome;
 use super::outcome;
+use super::text::display;
 
 /// What the database holds once the data Jobs are done, as far as the operator knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,15 +128,22 @@ pub fn data_state(plan: &Planner, upgrade: &Upgrade) -> Data {
         || (upgrade
             .jobs_seen
             .contains(&job_name(plan.name, JobKind::Migration, upgrade.attempt))
-            && matches!(upgrade.step, Step::RollingOut | Step::Verifying)
+            && matches!(
+                upgrade.step,
+                Step::RollingOut | Step::Starting | Step::Verifying
+            )
             && plan
                 .spec
                 .migration
                 .as_ref()
                 .is_some_and(|m| m.when == MigrationPhase::BeforeRollout));
     match upgrade.step {
-        Step::BackingUp => Data::From,
-        Step::Migrating | Step::RollingOut | Step::Verifying | Step::ScalingDown => {
+        Step::Stopping | Step::BackingUp => Data::From,
+        Step::Migrating
+        | Step::RollingOut
+        | Step::Starting
+        | Step::Verifying
+        | Step::ScalingDown => {
             if migrated {
                 Data::To
             } else {

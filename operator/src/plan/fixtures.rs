@@ -56,6 +56,7 @@ pub fn release(version: &str) -> AppRelease {
         rollback: RollbackSpec::default(),
         suspend: false,
         notifications: None,
+        approval: Approval::default(),
     };
     let mut release = AppRelease::new("meet", spec);
     release.metadata = ObjectMeta {
@@ -134,6 +135,12 @@ pub fn with_database(mut r: AppRelease, policy: DatabaseRollback) -> AppRelease 
         DatabaseRollback::Restore => r.spec.rollback.restore = Some(job),
         DatabaseRollback::None => {}
     }
+    r
+}
+
+/// The offline strategy: stop, back up, migrate, set images, start.
+pub fn offline(mut r: AppRelease) -> AppRelease {
+    r.spec.rollout.strategy = RolloutStrategy::Offline;
     r
 }
 
@@ -362,6 +369,20 @@ impl World {
             .values_mut()
             .for_each(|d| d.status_replicas = 0);
         assert_eq!(self.run(5).as_deref(), Some("meet-restore-1"));
+    }
+
+    /// The replica counts of backend and frontend.
+    pub fn replicas(&self) -> (i32, i32) {
+        let count = |name: &str| self.cluster.deployments[name].replicas;
+        (count("backend"), count("frontend"))
+    }
+
+    /// Whether any pod of a target runs.
+    pub fn pods_run(&self) -> bool {
+        self.cluster
+            .deployments
+            .values()
+            .any(|d| d.status_replicas > 0)
     }
 
     pub fn images(&self, deployment: &str) -> Vec<(String, String)> {

@@ -2,13 +2,35 @@
 //! run `spec.version`.
 
 use crate::api::conditions::{ConditionStatus, Desired};
-use crate::api::{FailedVersion, Step, Upgrade, image};
+use crate::api::{ContainerImage, FailedVersion};
 
 use super::decision::{NoteType, Planner};
-use super::{drift, steps, targets};
+use super::{drift, start, targets};
 
-/// Settles an AppRelease that has no upgrade in flight.
-pub fn settle(plan: &mut Planner) {
+/// How settling a release without an upgrade in flight ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing to start: the conditions say how things are.
+    AtRest,
+    /// An upgrade was recorded; the dispatcher takes its first step.
+    Started,
+}
+
+/// Settles an AppRelease that has no upgrade in flight, starting an upgrade when the targets
+/// do not run `spec.version` and nothing holds it.
+pub fn settle(plan: &mut Planner) -> Settled {
+    match upgrade_to_start(plan) {
+        Some(wanted) => {
+            start::begin(plan, wanted);
+            Settled::Started
+        }
+        None => Settled::AtRest,
+    }
+}
+
+/// The images an upgrade would set, when one should start now; otherwise the conditions are
+/// set to say why not (or that all is well).
+fn upgrade_to_start(plan: &mut Planner) -> Option<Vec<ContainerImage>> {
     // A recorded failure outranks everything else: after a failed rollback the targets may
     // run the new images, or one may be gone, yet the story to tell is the failure.
     if let Some(failed) = blocking_failure(plan) {
@@ -18,7 +40,8 @@ pub fn settle(plan: &mut Planner) {
             failed.version,
             crate::api::RETRY_ANNOTATION
         );
-        return plan.blocked(&failed.reason.clone(), &message);
+        plan.blocked(&failed.reason.clone(), &message);
+        return None;
     }
     let version = plan.spec.version.clone();
     let carried = plan.status.current_version.clone();
@@ -30,17 +53,19 @@ pub fn settle(plan: &mut Planner) {
                     error.reason,
                     &format!("{}; nothing was changed", error.message),
                 );
-                return;
+                return None;
             }
         };
     if let Some(message) = plan.claim.clone() {
         // Its own problems are told first; then that another release owns a target.
-        return plan.refuse_claimed(&message);
+        plan.refuse_claimed(&message);
+        return None;
     }
     note_untouched(plan, carried.as_deref());
     if targets::missing(&wanted, plan.observed).is_empty() {
         drift::settled(plan);
-        return at_rest(plan);
+        at_rest(plan);
+        return None;
     }
     if plan.spec.suspend {
         let message = format!("spec.suspend is true: the upgrade to {version} waits");
@@ -49,7 +74,7 @@ pub fn settle(plan: &mut Planner) {
             None,
             None,
         );
-        return;
+        return None;
     }
     if let Some(paused) = paused_target(plan, &wanted) {
         let message = format!(
@@ -60,10 +85,11 @@ pub fn settle(plan: &mut Planner) {
             None,
             None,
         );
-        return;
+        return None;
     }
     if carried.as_deref() == Some(version.as_str()) {
-        return drift::repair(plan, &wanted);
+        drift::repair(plan, &wanted);
+        return None;
     }
     if carried.is_none() {
         let mixed = targets::mixed_versions(&wanted, plan.observed);
@@ -73,15 +99,32 @@ pub fn settle(plan: &mut Planner) {
                 "the targets run different versions ({}), so the version of the data cannot be told and nothing was changed. Set every target to the version the database is at; the operator then upgrades from there to {version} with backup and migration.",
                 running.join(", ")
             );
-            return plan.blocked("MixedVersions", &message);
+            plan.blocked("MixedVersions", &message);
+            return None;
         }
     }
-    start(plan, wanted);
+    if !plan.approved(&version) {
+        let running = carried.clone().or_else(|| {
+            targets::current_images(&wanted, plan.observed)
+                .first()
+                .and_then(|c| crate::api::image::tag(&c.image).map(String::from))
+        });
+        let message = format!(
+            "the upgrade from {} to {version} waits for approval: kubectl annotate appreleases.apprelease.io {} -n {} {}={version} --overwrite",
+            super::text::display(running.as_deref().unwrap_or_default()),
+            plan.name,
+            plan.namespace,
+            crate::api::APPROVE_ANNOTATION
+        );
+        plan.waiting("AwaitingApproval", &message);
+        return None;
+    }
+    Some(wanted)
 }
 
 /// The first Deployment among those that would change that is paused: a rollout to it would
 /// never progress, and the rollback after the timeout would not either.
-fn paused_target(plan: &Planner, wanted: &[crate::api::ContainerImage]) -> Option<String> {
+fn paused_target(plan: &Planner, wanted: &[ContainerImage]) -> Option<String> {
     targets::missing(wanted, plan.observed)
         .into_iter()
         .map(|w| &w.deployment)
@@ -160,100 +203,4 @@ fn blocking_failure(plan: &Planner) -> Option<FailedVersion> {
         && failed.generation == plan.generation
         && failed.retry == plan.retry)
         .then(|| failed.clone())
-}
-
-/// Records a new upgrade (write-ahead) and takes its first step.
-fn start(plan: &mut Planner, wanted: Vec<crate::api::ContainerImage>) {
-    let to = plan.spec.version.clone();
-    let previous_images = targets::current_images(&wanted, plan.observed);
-    let from = plan
-        .status
-        .current_version
-        .clone()
-        .or_else(|| {
-            previous_images
-                .first()
-                .and_then(|p| image::tag(&p.image))
-                .map(String::from)
-        })
-        .unwrap_or_default();
-    let all_ready = plan
-        .observed
-        .deployments
-        .values()
-        .all(|d| d.is_rolled_out());
-    if plan.status.current_version.is_none() && !from.is_empty() && all_ready {
-        // First visit: the targets run `from` and are ready, so it is the current version.
-        plan.status.current_version = Some(from.clone());
-    }
-    plan.status.attempts += 1;
-    plan.status.failed = None;
-    plan.status.last_attempted_version = Some(to.clone());
-    let now = plan.now();
-    let attempt = plan.status.attempts;
-    let first = if plan.spec.backup.is_some() && from != to {
-        Step::BackingUp
-    } else {
-        steps::after_backup(plan.spec, &from, &to)
-    };
-    plan.note(
-        NoteType::Normal,
-        "UpgradeStarted",
-        format!(
-            "upgrading from {} to {to} (attempt {attempt})",
-            display(&from)
-        ),
-    );
-    warn_downgrade(plan, &from, &to);
-    plan.status.upgrade = Some(Upgrade {
-        from,
-        to,
-        attempt,
-        step: first,
-        started_at: now,
-        step_started_at: now,
-        targets_done: 0,
-        backup: None,
-        previous_images,
-        previous_replicas: Vec::new(),
-        jobs_seen: Vec::new(),
-        prune: Vec::new(),
-        failure: None,
-    });
-    super::milestone::started(plan);
-    if first == Step::BackingUp {
-        steps::plan_prune(plan);
-    }
-    steps::advance(plan);
-}
-
-/// Going back to an older version by spec runs the older image's migrations forward, which
-/// do not undo the newer ones: say so before anything happens.
-pub fn warn_downgrade(plan: &mut Planner, from: &str, to: &str) {
-    if crate::api::version::compare(to, from) != Some(std::cmp::Ordering::Less) {
-        return;
-    }
-    let migration = if plan.spec.migration.is_some() {
-        format!(
-            " The migration Job runs {to}'s migrations, which do not undo {from}'s schema changes."
-        )
-    } else {
-        String::new()
-    };
-    plan.note(
-        NoteType::Warning,
-        "Downgrade",
-        format!(
-            "spec.version {to} is older than the running {from}: this is a downgrade.{migration} If the data must go back too, restore a backup taken at {to} (status.backups lists each backup's version)."
-        ),
-    );
-}
-
-/// A version for messages: an unknown one is said so.
-pub fn display(version: &str) -> &str {
-    if version.is_empty() {
-        "an unknown version"
-    } else {
-        version
-    }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::api::{Step, Upgrade, UpgradeResult};
 
 use super::decision::Planner;
-use super::idle::display;
+use super::text::display;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,25 +7,36 @@
 //! to publish and when to look again. Every action is idempotent, so a crash between the
 //! status write and the actions only repeats them.
 
+mod backup_report;
 pub mod claims;
 mod decision;
 mod deletion;
 mod drift;
+mod forward;
 mod idle;
+mod job_progress;
+mod machine;
 pub mod milestone;
 pub mod observed;
 mod outcome;
+mod replicas;
 pub mod retention;
 mod rollback;
-mod steps;
+mod start;
 pub mod targets;
+mod text;
+mod transition;
 
+#[cfg(test)]
+mod approval_tests;
 #[cfg(test)]
 mod deletion_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod milestone_tests;
+#[cfg(test)]
+mod offline_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
@@ -97,9 +108,8 @@ pub fn decide(release: &AppRelease, observed: &Observed) -> Decision {
         match (plan.claim.clone(), plan.status.upgrade.is_some()) {
             // Held like an invalid spec: nothing is changed, the upgrade is kept.
             (Some(message), true) => plan.refuse_claimed(&message),
-            (None, true) => steps::advance(&mut plan),
             // At rest the release's own problems are told before the claim (see `idle`).
-            (_, false) => idle::settle(&mut plan),
+            _ => machine::run(&mut plan),
         }
     }
     plan.finish()

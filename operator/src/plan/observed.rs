@@ -56,6 +56,9 @@ pub struct DeploymentState {
     /// The container the pod template's `kubectl.kubernetes.io/default-container`
     /// annotation names, if any.
     pub default_container: Option<String>,
+    /// The HorizontalPodAutoscaler whose `scaleTargetRef` names this Deployment, if any
+    /// (read only for releases that scale their targets: `Offline`).
+    pub autoscaler: Option<String>,
 }
 
 impl DeploymentState {

@@ -1,10 +1,10 @@
 //! How an upgrade ends: the history entry, the failure record that stops retries, and the
-//! Event. The resting conditions are set afterwards by `idle::settle`.
+//! Event. The resting conditions are set afterwards, when the dispatcher settles the release.
 
 use crate::api::{FailedVersion, HistoryEntry, Upgrade, UpgradeResult};
 
 use super::decision::{NoteType, Planner};
-use super::idle::display;
+use super::text::display;
 
 /// Finished upgrades kept in `status.history`.
 pub const MAX_HISTORY: usize = 20;

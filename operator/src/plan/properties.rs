@@ -31,6 +31,8 @@ enum Event {
     ForeignImage(&'static str),
     /// The AppRelease is deleted (it stays while the operator holds its finalizer).
     Delete,
+    /// A human approves a version (`approval: Manual`).
+    Approve(&'static str),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -45,6 +47,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Retry),
         1 => prop_oneof![Just("1.0"), Just("2.0"), Just("hotfix")].prop_map(Event::ForeignImage),
         1 => Just(Event::Delete),
+        2 => prop_oneof![Just("2.0"), Just("3.0"), Just("4.0")].prop_map(Event::Approve),
     ]
 }
 
@@ -58,6 +61,8 @@ struct Config {
     database: DatabaseRollback,
     automatic: bool,
     bad_tags: Vec<&'static str>,
+    offline: bool,
+    manual: bool,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -77,9 +82,21 @@ fn config() -> impl Strategy<Value = Config> {
         prop::bool::weighted(0.8),
         prop::sample::subsequence(vec!["2.0", "3.0", "4.0"], 0..=2),
         any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.3),
     )
         .prop_map(
-            |(backup, migration, verify, database, automatic, bad_tags, preset)| Config {
+            |(
+                backup,
+                migration,
+                verify,
+                database,
+                automatic,
+                bad_tags,
+                preset,
+                offline,
+                manual,
+            )| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
                 preset,
@@ -88,6 +105,8 @@ fn config() -> impl Strategy<Value = Config> {
                 database,
                 automatic,
                 bad_tags,
+                offline,
+                manual,
             },
         )
 }
@@ -110,6 +129,12 @@ fn build(config: &Config) -> World {
         r.spec.rollback.restore = None;
     }
     r.spec.rollback.automatic = config.automatic;
+    if config.offline {
+        r = offline(r);
+    }
+    if config.manual {
+        r.spec.approval = Approval::Manual;
+    }
     let mut world = World::new(r, cluster("1.0"));
     world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
     world
@@ -180,6 +205,14 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             d.generation += 1;
         }
         // Without the finalizer it is gone at once (see `gone`).
+        Event::Approve(version) => {
+            world
+                .release
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(APPROVE_ANNOTATION.into(), version.to_string());
+        }
         Event::Delete => {
             world.release.metadata.deletion_timestamp =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -265,6 +298,68 @@ fn check_decision(
         }
     }
 
+    // Manual approval: an upgrade (or the continuation of one towards a newer version)
+    // starts only towards the version the annotation names.
+    if world.release.spec.approval == Approval::Manual
+        && let Some(now) = &status.upgrade
+        && before
+            .upgrade
+            .as_ref()
+            .is_none_or(|was| was.attempt != now.attempt)
+    {
+        let approved = world
+            .release
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPROVE_ANNOTATION));
+        prop_assert_eq!(
+            approved,
+            Some(&now.to),
+            "upgrade to {} without approval",
+            now.to
+        );
+    }
+
+    // Offline: no backup and no before-rollout migration starts while a pod of a target runs.
+    if world.release.spec.rollout.strategy == RolloutStrategy::Offline {
+        for action in &decision.actions {
+            let Action::CreateJob(job) = action else {
+                continue;
+            };
+            let before_rollout = status.upgrade.as_ref().is_some_and(|u| u.targets_done == 0);
+            let data = job.kind == crate::jobs::names::JobKind::Backup
+                || job.kind == crate::jobs::names::JobKind::Migration && before_rollout;
+            if data {
+                for (name, d) in &seen.deployments {
+                    prop_assert!(
+                        d.replicas == 0 && d.status_replicas == 0,
+                        "{:?} Job {} created while {} runs pods",
+                        job.kind,
+                        job.name,
+                        name
+                    );
+                }
+            }
+        }
+    }
+
+    // The replica counts recorded before a stop are never overwritten while the upgrade (or
+    // the chain that continues it) is in flight.
+    let continued = |was: &Upgrade, now: &Upgrade| {
+        now.attempt == was.attempt
+            || status
+                .history
+                .first()
+                .is_some_and(|h| h.attempt == was.attempt && h.result == UpgradeResult::Superseded)
+    };
+    if let (Some(was), Some(now)) = (&before.upgrade, &status.upgrade)
+        && !was.previous_replicas.is_empty()
+        && continued(was, now)
+    {
+        prop_assert_eq!(&was.previous_replicas, &now.previous_replicas);
+    }
+
     // Invariant 5: a rollback is declared finished only when the cluster it looked at runs
     // exactly the recorded previous images.
     if let (Some(upgrade), Some(last)) = (&before.upgrade, status.history.first())
@@ -348,6 +443,12 @@ proptest! {
         let ready = conditions::get(&world.status().conditions, conditions::READY).unwrap();
         let expected_ready = world.status().current_version.as_deref() == Some("2.0");
         prop_assert_eq!(ready.status == ConditionStatus::True, expected_ready, "{:?}", ready);
+        // Whatever the strategy, an upgrade that succeeded or rolled back leaves every target
+        // with the replica count it had (an offline stop and a restore bring them back).
+        let result = world.status().history.first().map(|h| h.result);
+        if matches!(result, Some(UpgradeResult::Succeeded | UpgradeResult::RolledBack | UpgradeResult::Aborted)) {
+            prop_assert_eq!(world.replicas(), (3, 2), "{:?}", world.status().history.first());
+        }
     }
 
     #[test]

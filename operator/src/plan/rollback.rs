@@ -1,137 +1,79 @@
 //! Rolling an upgrade back: the database policy first (down-migration, or scale to zero and
-//! restore), then exactly the images recorded in `previousImages` (invariant 5).
+//! restore), then exactly the images recorded in `previousImages` (invariant 5). Each handler
+//! returns the next move (see `machine`).
 
 use std::time::Duration;
 
-use crate::api::{DatabaseRollback, DeploymentReplicas, Failure, Step, Upgrade, duration};
+use crate::api::{AppReleaseSpec, DatabaseRollback, RolloutStrategy, Step, Upgrade, duration};
 use crate::jobs::names::JobKind;
 
 use super::decision::{Action, NoteType, Planner};
-use super::outcome;
-use super::steps::{Flow, JobProgress, elapsed, enter, run_job};
+use super::job_progress::{JobProgress, elapsed, run_job};
+use super::replicas;
+use super::transition::{End, Transition};
 
-/// Starts a rollback because of `reason`; with automatic rollback off, stops instead.
-pub fn start(plan: &mut Planner, reason: &str, message: String) -> Flow {
-    let Some(upgrade) = plan.status.upgrade.clone() else {
-        return Flow::Moved;
-    };
-    if !plan.spec.rollback.automatic {
-        outcome::stopped(plan, &upgrade, reason, message);
-        return Flow::Moved;
-    }
-    plan.note(
-        NoteType::Warning,
-        reason,
-        format!("{message}; rolling back"),
-    );
-    super::milestone::rolling_back(plan, &upgrade, reason, &message);
-    let first = match plan.spec.rollback.database {
+/// The first step of a rollback: the database policy first (a down-migration once a
+/// migration may have run, or scale to zero and restore when this upgrade took a backup),
+/// else straight to the images. An offline upgrade stops the targets again before its
+/// down-migration.
+pub fn first_step(spec: &AppReleaseSpec, upgrade: &Upgrade) -> Step {
+    let offline = spec.rollout.strategy == RolloutStrategy::Offline;
+    match spec.rollback.database {
+        DatabaseRollback::Downgrade if !upgrade.migration_started => Step::RollingBack,
+        DatabaseRollback::Downgrade if offline => Step::ScalingDown,
         DatabaseRollback::Downgrade => Step::Downgrading,
         DatabaseRollback::Restore if upgrade.backup.is_some() => Step::ScalingDown,
         _ => Step::RollingBack,
-    };
-    if let Some(u) = plan.status.upgrade.as_mut() {
-        u.failure = Some(Failure {
-            reason: reason.to_string(),
-            message,
-        });
-    }
-    enter(plan, first)
-}
-
-/// Moves a rollback on.
-pub fn advance(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
-    match upgrade.step {
-        Step::Downgrading => downgrading(plan, upgrade),
-        Step::ScalingDown => scaling_down(plan, upgrade),
-        Step::Restoring => restoring(plan, upgrade),
-        _ => rolling_back(plan, upgrade),
     }
 }
 
-fn downgrading(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn downgrading(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     match run_job(plan, upgrade, JobKind::Downgrade) {
-        JobProgress::Waiting(message) => plan.progressing("RollingBack", message),
+        JobProgress::Waiting(message) => Transition::Wait(message),
         JobProgress::Failed(message) => {
             let advice = format!(
                 "{message}. The targets were left as they are ({}). The database may be partly downgraded: check it, restore {} by hand if needed, then set the images back.",
                 images(upgrade, true, plan),
                 backup_hint(plan, upgrade)
             );
-            outcome::rollback_failed(plan, upgrade, advice);
-            return Flow::Moved;
+            Transition::Finish(End::RollbackFailed(advice))
         }
-        JobProgress::Succeeded { .. } => return enter(plan, Step::RollingBack),
+        JobProgress::Succeeded { .. } => Transition::Enter(Step::RollingBack),
     }
-    Flow::Wait
 }
 
-fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
-    if upgrade.previous_replicas.is_empty() {
-        // Write-ahead: the replica counts are in the status before anything is scaled.
-        let replicas: Vec<DeploymentReplicas> = deployments(upgrade)
-            .into_iter()
-            .filter_map(|name| {
-                let d = plan.observed.deployments.get(&name)?;
-                Some(DeploymentReplicas {
-                    deployment: name,
-                    replicas: d.replicas,
-                })
-            })
-            .collect();
-        if let Some(u) = plan.status.upgrade.as_mut() {
-            u.previous_replicas = replicas;
-        }
-    }
-    let recorded = plan
-        .status
-        .upgrade
-        .as_ref()
-        .map(|u| u.previous_replicas.clone())
-        .unwrap_or_default();
-    let mut waiting = Vec::new();
-    for r in &recorded {
-        let Some(d) = plan.observed.deployments.get(&r.deployment) else {
-            continue;
-        };
-        if d.replicas != 0 {
-            plan.act(Action::Scale {
-                deployment: r.deployment.clone(),
-                replicas: 0,
-            });
-        }
-        if d.replicas != 0 || !d.is_scaled_down() {
-            waiting.push(r.deployment.as_str());
-        }
-    }
+pub fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
+    // An offline upgrade recorded them before stopping the targets; those are kept.
+    replicas::record(plan, &deployments(upgrade));
+    let waiting = replicas::scale_to_zero(plan);
+    let (next, what) = match plan.spec.rollback.database {
+        DatabaseRollback::Downgrade => (Step::Downgrading, "down-migration".to_string()),
+        _ => (
+            Step::Restoring,
+            format!("restore of {}", backup_hint(plan, upgrade)),
+        ),
+    };
     if waiting.is_empty() {
-        return enter(plan, Step::Restoring);
+        return Transition::Enter(next);
     }
     let timeout = rollout_timeout(plan);
     if elapsed(plan, upgrade) >= timeout {
         let message = format!(
-            "the targets did not scale to zero within {} ({} still running), so the restore of {} did not start; the database was not touched",
+            "the targets did not scale to zero within {} ({} still running), so the {what} did not start; the database was not touched",
             plan.spec.rollout.timeout,
             waiting.join(", "),
-            backup_hint(plan, upgrade)
         );
-        outcome::rollback_failed(plan, upgrade, message);
-        return Flow::Moved;
+        return Transition::Finish(End::RollbackFailed(message));
     }
-    plan.progressing(
-        "RollingBack",
-        format!(
-            "scaling {} to zero before restoring {}",
-            waiting.join(", "),
-            backup_hint(plan, upgrade)
-        ),
-    );
-    Flow::Wait
+    Transition::Wait(format!(
+        "scaling {} to zero before the {what}",
+        waiting.join(", ")
+    ))
 }
 
-fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     match run_job(plan, upgrade, JobKind::Restore) {
-        JobProgress::Waiting(message) => plan.progressing("RollingBack", message),
+        JobProgress::Waiting(message) => Transition::Wait(message),
         JobProgress::Failed(message) => {
             let replicas: Vec<String> = upgrade
                 .previous_replicas
@@ -144,8 +86,7 @@ fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
                 images(upgrade, false, plan),
                 replicas.join(", ")
             );
-            outcome::rollback_failed(plan, upgrade, advice);
-            return Flow::Moved;
+            Transition::Finish(End::RollbackFailed(advice))
         }
         JobProgress::Succeeded { name, .. } => {
             plan.note(
@@ -153,13 +94,12 @@ fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
                 "RestoreSucceeded",
                 format!("restore Job {name} restored {}", backup_hint(plan, upgrade)),
             );
-            return enter(plan, Step::RollingBack);
+            Transition::Enter(Step::RollingBack)
         }
     }
-    Flow::Wait
 }
 
-fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
+pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     let mut pending = Vec::new();
     for deployment in deployments(upgrade) {
         let Some(d) = plan.observed.deployments.get(&deployment) else {
@@ -198,8 +138,7 @@ fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
         }
     }
     if pending.is_empty() {
-        outcome::rolled_back(plan, upgrade);
-        return Flow::Moved;
+        return Transition::Finish(End::RolledBack);
     }
     let timeout = rollout_timeout(plan);
     let waited = elapsed(plan, upgrade);
@@ -210,15 +149,13 @@ fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Flow {
             pending.join(", "),
             images(upgrade, false, plan)
         );
-        outcome::rollback_failed(plan, upgrade, message);
-        return Flow::Moved;
+        return Transition::Finish(End::RollbackFailed(message));
     }
-    plan.progressing(
-        "RollingBack",
-        format!("putting back the previous images of {}", pending.join(", ")),
-    );
     plan.requeue(timeout.saturating_sub(waited) + Duration::from_secs(1));
-    Flow::Wait
+    Transition::Wait(format!(
+        "putting back the previous images of {}",
+        pending.join(", ")
+    ))
 }
 
 /// The Deployments the upgrade touched, in first-seen order.

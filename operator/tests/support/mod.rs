@@ -183,6 +183,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
         },
         suspend: false,
         notifications: None,
+        approval: Approval::default(),
     };
     let mut r = AppRelease::new(RELEASE, spec);
     r.metadata = ObjectMeta {
