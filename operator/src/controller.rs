@@ -23,6 +23,7 @@ use crate::backoff::Backoff;
 use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{ErrorLabels, EventLabels, Metrics, ResultLabels};
+use crate::notify::Notifier;
 use crate::plan::{self, Note, NoteType};
 
 /// An AppRelease as read from the API: malformed ones (possible where the server did not
@@ -40,7 +41,12 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// AppReleases reconciled at the same time, at most.
     pub concurrency: u16,
+    /// How webhook notifications are retried.
+    pub notify: crate::notify::Policy,
 }
+
+/// How long the messages still queued at shutdown may take to go out.
+const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
 /// Shared by every reconciliation.
 pub struct Context {
@@ -54,6 +60,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// The controller's cache of AppReleases.
     pub releases: Store<Guarded>,
+    /// Webhook notifications of upgrade milestones.
+    pub notifier: Notifier,
 }
 
 /// Runs the controller until SIGTERM or SIGINT; `on_ready` is called once the AppRelease
@@ -90,12 +98,20 @@ pub async fn run(
         })
         .applied_objects();
     let controller = Controller::for_stream(triggers, store.clone());
+    let reporter = Reporter::new(client.clone());
+    let notifier = Notifier::new(
+        client.clone(),
+        reporter.clone(),
+        metrics.clone(),
+        settings.notify.clone(),
+    );
     let context = Arc::new(Context {
-        reporter: Reporter::new(client.clone()),
+        reporter,
         client,
         metrics,
         backoff: Backoff::default(),
         releases: store.clone(),
+        notifier: notifier.clone(),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     controller
@@ -123,6 +139,9 @@ pub async fn run(
             }
         })
         .await;
+    if !notifier.drain(NOTIFY_DRAIN).await {
+        warn!(limit = ?NOTIFY_DRAIN, "stopping with webhook notifications still queued");
+    }
     info!("controller stopped");
 }
 
@@ -214,6 +233,7 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
     Executor {
         client: &ctx.client,
         events: &ctx.reporter,
+        notifier: Some(&ctx.notifier),
     }
     .execute(release, &decision)
     .await?;

@@ -211,3 +211,59 @@ fn cel_rules_and_the_operator_agree_on_backup_presets() {
         );
     }
 }
+
+fn with_webhook(release: &mut AppRelease, secret_ref: Value) {
+    release.spec.notifications = Some(
+        serde_json::from_value(serde_json::json!({"webhook": {"urlSecretRef": secret_ref}}))
+            .unwrap(),
+    );
+}
+
+#[test]
+fn cel_rules_and_the_operator_agree_on_the_webhook_secret() {
+    // The key defaults to `url`.
+    let mut release = example();
+    with_webhook(&mut release, serde_json::json!({"name": "meet-webhook"}));
+    let webhook = &release.spec.notifications.as_ref().unwrap().webhook;
+    assert_eq!(webhook.url_secret_ref.key, "url");
+    validate_cel(&release).expect("the CRD accepts a Secret name alone");
+    assert_eq!(validate(&release.spec), vec![]);
+    with_webhook(
+        &mut release,
+        serde_json::json!({"name": "chat.hooks", "key": "SLACK_WEBHOOK_URL.v2"}),
+    );
+    validate_cel(&release).expect("the CRD accepts any Secret key");
+    assert_eq!(validate(&release.spec), vec![]);
+
+    for (name, secret_ref, path) in [
+        (
+            "upper-case Secret name",
+            serde_json::json!({"name": "Meet_Webhook"}),
+            "urlSecretRef.name",
+        ),
+        (
+            "key with a slash",
+            serde_json::json!({"name": "meet-webhook", "key": "hooks/slack"}),
+            "urlSecretRef.key",
+        ),
+        (
+            "empty key",
+            serde_json::json!({"name": "meet-webhook", "key": ""}),
+            "urlSecretRef.key",
+        ),
+    ] {
+        let mut release = example();
+        with_webhook(&mut release, secret_ref);
+        assert!(
+            validate_cel(&release).is_err(),
+            "{name}: the CRD accepts it"
+        );
+        let errors = validate(&release.spec);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == format!("spec.notifications.webhook.{path}")),
+            "{name}: the operator does not name the field: {errors:?}"
+        );
+    }
+}

@@ -98,6 +98,7 @@ fn kustomize_base_renders_the_operator() {
         ("jobs", "create"),
         ("pods", "list"),
         ("events", "create"),
+        ("secrets", "get"),
     ] {
         assert!(
             allows(resource, verb),
@@ -135,4 +136,8 @@ fn kustomize_base_renders_the_operator() {
         })
         .collect();
     assert_eq!(deletable, ["pods"], "only pods are ever deleted");
+    assert!(
+        !allows("secrets", "list") && !allows("secrets", "watch"),
+        "a webhook's Secret is read by name; the operator never lists Secrets"
+    );
 }

@@ -212,6 +212,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         }),
         rollback: RollbackSpec::default(),
         suspend: false,
+        notifications: None,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
     };

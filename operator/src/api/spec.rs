@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 
+use super::notifications::NotificationsSpec;
 use super::presets::BackupPreset;
 use super::status::AppReleaseStatus;
 
@@ -77,6 +78,10 @@ pub struct AppReleaseSpec {
     #[serde(default)]
     pub suspend: bool,
 
+    /// Who hears about upgrades: a webhook that receives a JSON message when an upgrade
+    /// starts, succeeds, fails, is rolled back, or its rollback fails. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
     /// `Automatic` (the default): an upgrade starts as soon as `version` changes. `Manual`:
     /// the upgrade to a version waits (Ready=False, reason `AwaitingApproval`) until the
     /// annotation `apprelease.io/approve` names that version; an approval of another version

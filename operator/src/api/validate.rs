@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use super::{duration, image, presets::BackupPreset, spec::*, version};
+use super::{SecretKeyRef, duration, image, presets::BackupPreset, spec::*, version};
 
 /// One problem with a spec, at a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +69,13 @@ pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
         errors.duration("spec.verify.timeout", &verify.timeout);
     }
     check_rollback(spec, &mut errors);
+    if let Some(notifications) = &spec.notifications {
+        check_secret_key(
+            "spec.notifications.webhook.urlSecretRef",
+            &notifications.webhook.url_secret_ref,
+            &mut errors,
+        );
+    }
     errors.0
 }
 
@@ -221,6 +228,30 @@ fn check_preset(preset: &BackupPreset, errors: &mut Errors) {
                 "the archived claim and storage.pvc must differ: a restore replaces the archived claim's whole content, backups included",
             );
         }
+    }
+}
+
+fn check_secret_key(path: &str, secret: &SecretKeyRef, errors: &mut Errors) {
+    if !is_object_name(&secret.name) {
+        errors.add(
+            format!("{path}.name"),
+            format!("{:?} is not a Secret name", secret.name),
+        );
+    }
+    let key = secret.key.as_bytes();
+    let valid_key = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid_key {
+        errors.add(
+            format!("{path}.key"),
+            format!(
+                "{:?} is not a Secret key (letters, digits, '-', '_' and '.')",
+                secret.key
+            ),
+        );
     }
 }
 

@@ -261,6 +261,7 @@ mod tests {
             verify: None,
             rollback: RollbackSpec::default(),
             suspend: false,
+            notifications: None,
             approval: crate::api::Approval::default(),
             downgrade: crate::api::DowngradePolicy::default(),
         };

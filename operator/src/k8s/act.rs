@@ -1,7 +1,7 @@
-//! Carries out a decision: the status first (write-ahead), then the actions in order, then
-//! the Events. Every image change of a target (Deployment or StatefulSet) is a server-side
-//! apply of a partial body under the operator's one field manager, so it owns only the image
-//! fields it sets (invariant 8).
+//! Carries out a decision: the status first (write-ahead), then the Events and the
+//! notifications it records, then the actions in order. Every image change of a target
+//! (Deployment or StatefulSet) is a server-side apply of a partial body under the operator's
+//! one field manager, so it owns only the image fields it sets (invariant 8).
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -18,12 +18,14 @@ use crate::plan::{Action, Decision};
 use super::error::Error;
 use super::events::Reporter;
 
-/// Writes status, runs actions and publishes events for one AppRelease.
+/// Writes status, runs actions, publishes events and queues notifications for one AppRelease.
 pub struct Executor<'a> {
     /// The API client.
     pub client: &'a Client,
     /// Where Events go.
     pub events: &'a Reporter,
+    /// Where the decision's milestones go once its status is written; None sends none.
+    pub notifier: Option<&'a crate::notify::Notifier>,
 }
 
 impl Executor<'_> {
@@ -63,6 +65,10 @@ impl Executor<'_> {
         let reference = release.object_ref(&());
         for note in &decision.notes {
             self.events.publish(&reference, note).await;
+        }
+        // Queued, not sent: a webhook never holds up the actions, however slow it is.
+        if let Some(notifier) = self.notifier {
+            notifier.notify(release, &decision.milestones);
         }
         for action in &decision.actions {
             self.act(release, &namespace, action).await?;

@@ -86,6 +86,7 @@ fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
         status: Default::default(),
         actions,
         notes: vec![],
+        milestones: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
     }
@@ -119,6 +120,7 @@ async fn run(client: Client, release: AppRelease, decision: Decision) -> Result<
     Executor {
         client: &client,
         events: &reporter,
+        notifier: None,
     }
     .execute(&release, &decision)
     .await

@@ -11,6 +11,7 @@ use crate::api::{
 };
 use crate::jobs::names::JobKind;
 
+use super::milestone::Milestone;
 use super::observed::Observed;
 
 /// How long to wait before looking again while an upgrade runs, in case a watch event is
@@ -31,6 +32,8 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// Events to publish once the status is written.
     pub notes: Vec<Note>,
+    /// Upgrade milestones to notify once the status is written (see `milestone`).
+    pub milestones: Vec<Milestone>,
     /// When to look again at the latest.
     pub requeue_after: Duration,
     /// Whether the AppRelease should carry the operator's finalizer: while an upgrade is in
@@ -141,6 +144,7 @@ pub struct Planner<'a> {
     pub status: AppReleaseStatus,
     actions: Vec<Action>,
     notes: Vec<Note>,
+    milestones: Vec<Milestone>,
     requeue_after: Duration,
 }
 
@@ -170,6 +174,7 @@ impl<'a> Planner<'a> {
             status,
             actions: Vec::new(),
             notes: Vec::new(),
+            milestones: Vec::new(),
             requeue_after: RESYNC,
         }
     }
@@ -188,6 +193,10 @@ impl<'a> Planner<'a> {
             reason: reason.into(),
             message: message.into(),
         });
+    }
+
+    pub fn milestone(&mut self, milestone: Milestone) {
+        self.milestones.push(milestone);
     }
 
     /// Look again within `after` at the latest.
@@ -304,6 +313,7 @@ impl<'a> Planner<'a> {
             status: self.status,
             actions: self.actions,
             notes: self.notes,
+            milestones: self.milestones,
             requeue_after: self.requeue_after.max(MIN_REQUEUE),
         }
     }

@@ -50,6 +50,7 @@ pub fn release(version: &str) -> AppRelease {
         verify: None,
         rollback: RollbackSpec::default(),
         suspend: false,
+        notifications: None,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
     };

@@ -121,6 +121,7 @@ fn roll_back(plan: &mut Planner, upgrade: &Upgrade, reason: &str, message: Strin
         reason,
         format!("{message}; rolling back"),
     );
+    super::milestone::rolling_back(plan, upgrade, reason, &message);
     if let Some(u) = plan.status.upgrade.as_mut() {
         u.failure = Some(Failure {
             reason: reason.to_string(),

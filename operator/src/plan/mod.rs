@@ -16,6 +16,7 @@ mod forward;
 mod idle;
 mod job_progress;
 mod machine;
+pub mod milestone;
 pub mod observed;
 mod outcome;
 mod replicas;
@@ -35,6 +36,8 @@ mod downgrade_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod milestone_tests;
+#[cfg(test)]
 mod offline_tests;
 #[cfg(test)]
 mod properties;
@@ -46,6 +49,7 @@ mod statefulset_tests;
 mod tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
+pub use milestone::{Milestone, MilestoneKind};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
 
 use crate::api::{AppRelease, validate};

@@ -495,6 +495,7 @@ proptest! {
         for event in &events {
             play(&mut world, event)?;
         }
+        super::milestone_tests::check_grammar(&world).map_err(TestCaseError::fail)?;
     }
 
     #[test]

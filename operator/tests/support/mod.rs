@@ -178,6 +178,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
             ..RollbackSpec::default()
         },
         suspend: false,
+        notifications: None,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
     };
