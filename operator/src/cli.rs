@@ -105,6 +105,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = controller::Settings {
         namespace: args.namespace,
         concurrency: args.concurrency,
+        notify: Default::default(),
     };
     tracing::info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting");
     controller::run(client, settings, metrics, move || {

@@ -1,12 +1,12 @@
-//! The kube-runtime wiring: watch AppReleases, the Jobs they own and the Deployments they
-//! target; reconcile each AppRelease by observe → decide → act; retry failures with backoff.
+//! The kube-runtime wiring: watch AppReleases, the Jobs they own and the Deployments and
+//! StatefulSets they target; reconcile each AppRelease by observe → decide → act; retry failures with backoff.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
@@ -18,11 +18,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::conditions::{self, ConditionStatus, Desired};
-use crate::api::{AppRelease, FIELD_MANAGER};
+use crate::api::{AppRelease, FIELD_MANAGER, TargetKind};
 use crate::backoff::Backoff;
 use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{ErrorLabels, EventLabels, Metrics, ResultLabels};
+use crate::notify::Notifier;
 use crate::plan::{self, Note, NoteType};
 
 /// An AppRelease as read from the API: malformed ones (possible where the server did not
@@ -40,7 +41,12 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// AppReleases reconciled at the same time, at most.
     pub concurrency: u16,
+    /// How webhook notifications are retried.
+    pub notify: crate::notify::Policy,
 }
+
+/// How long the messages still queued at shutdown may take to go out.
+const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
 /// Shared by every reconciliation.
 pub struct Context {
@@ -54,6 +60,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// The controller's cache of AppReleases.
     pub releases: Store<Guarded>,
+    /// Webhook notifications of upgrade milestones.
+    pub notifier: Notifier,
 }
 
 /// Runs the controller until SIGTERM or SIGINT; `on_ready` is called once the AppRelease
@@ -67,6 +75,7 @@ pub async fn run(
     let releases: Api<Guarded> = scoped(&client, &settings.namespace);
     let jobs: Api<Job> = scoped(&client, &settings.namespace);
     let deployments: Api<Deployment> = scoped(&client, &settings.namespace);
+    let stateful_sets: Api<StatefulSet> = scoped(&client, &settings.namespace);
 
     // The AppRelease reflector is built here rather than by `Controller::new` so that
     // readiness is read off the watch stream itself. A second `store.wait_until_ready()` next
@@ -89,12 +98,20 @@ pub async fn run(
         })
         .applied_objects();
     let controller = Controller::for_stream(triggers, store.clone());
+    let reporter = Reporter::new(client.clone());
+    let notifier = Notifier::new(
+        client.clone(),
+        reporter.clone(),
+        metrics.clone(),
+        settings.notify.clone(),
+    );
     let context = Arc::new(Context {
-        reporter: Reporter::new(client.clone()),
+        reporter,
         client,
         metrics,
         backoff: Backoff::default(),
         releases: store.clone(),
+        notifier: notifier.clone(),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     controller
@@ -104,8 +121,12 @@ pub async fn run(
             watcher::Config::default().labels(&managed),
             job_release,
         )
-        .watches(deployments, watcher::Config::default(), move |d| {
-            releases_targeting(&store, &d)
+        .watches(deployments, watcher::Config::default(), {
+            let store = store.clone();
+            move |d| releases_targeting(&store, TargetKind::Deployment, &d)
+        })
+        .watches(stateful_sets, watcher::Config::default(), move |s| {
+            releases_targeting(&store, TargetKind::StatefulSet, &s)
         })
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .shutdown_on_signal()
@@ -118,6 +139,9 @@ pub async fn run(
             }
         })
         .await;
+    if !notifier.drain(NOTIFY_DRAIN).await {
+        warn!(limit = ?NOTIFY_DRAIN, "stopping with webhook notifications still queued");
+    }
     info!("controller stopped");
 }
 
@@ -149,16 +173,24 @@ fn job_release(job: Job) -> Option<ObjectRef<Guarded>> {
     Some(ObjectRef::new(release).within(job.namespace().as_deref().unwrap_or_default()))
 }
 
-/// The AppReleases that list a Deployment among their targets, so that a rollout's progress
-/// wakes them.
-fn releases_targeting(store: &Store<Guarded>, deployment: &Deployment) -> Vec<ObjectRef<Guarded>> {
-    let (name, namespace) = (deployment.name_any(), deployment.namespace());
+/// The AppReleases that list a workload (a Deployment or a StatefulSet: `kind`) among their
+/// targets, so that a rollout's progress wakes them.
+fn releases_targeting<K: Resource>(
+    store: &Store<Guarded>,
+    kind: TargetKind,
+    workload: &K,
+) -> Vec<ObjectRef<Guarded>> {
+    let (name, namespace) = (workload.name_any(), workload.namespace());
     store
         .state()
         .iter()
         .filter_map(|guarded| guarded.0.as_ref().ok())
         .filter(|r| {
-            r.namespace() == namespace && r.spec.targets.iter().any(|t| t.deployment == name)
+            r.namespace() == namespace
+                && r.spec
+                    .targets
+                    .iter()
+                    .any(|t| t.kind() == kind && t.name() == name)
         })
         .map(|r| ObjectRef::new(&r.name_any()).within(namespace.as_deref().unwrap_or_default()))
         .collect()
@@ -201,6 +233,7 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
     Executor {
         client: &ctx.client,
         events: &ctx.reporter,
+        notifier: Some(&ctx.notifier),
     }
     .execute(release, &decision)
     .await?;

@@ -6,6 +6,7 @@
 //! - [`plan`]: the pure planner that decides the next step;
 //! - [`jobs`]: pure builders of the Jobs an upgrade runs;
 //! - [`k8s`]: reads snapshots from caches and carries decisions out against the API;
+//! - [`notify`]: upgrade milestones to a webhook, delivered in the background;
 //! - [`controller`]: the kube-runtime wiring.
 
 pub mod api;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod jobs;
 pub mod k8s;
 pub mod metrics;
+pub mod notify;
 pub mod plan;

@@ -27,6 +27,22 @@ pub struct EventLabels {
     pub reason: String,
 }
 
+/// Labels of the notification counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `delivered`, `failed` (every attempt failed, or one that cannot succeed) or `dropped`
+    /// (the release's queue was full).
+    pub outcome: &'static str,
+}
+
+/// Labels of the notification attempt counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// `ok`, `timeout`, `connect`, `tls`, `http_status`, `request`, `secret` or `invalid_url`
+    /// (see `notify::deliver`).
+    pub result: &'static str,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     /// Reconciliations by result.
@@ -37,6 +53,10 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// How long one reconciliation takes.
     pub duration: Histogram,
+    /// Webhook notifications, by how their delivery ended.
+    pub notifications: Family<NotificationLabels, Counter>,
+    /// Webhook delivery attempts, by result.
+    pub notification_attempts: Family<AttemptLabels, Counter>,
     registry: Registry,
 }
 
@@ -47,6 +67,8 @@ impl Default for Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        let notification_attempts = Family::<AttemptLabels, Counter>::default();
         registry.register(
             "reconciliations",
             "Reconciliations of AppReleases, by result",
@@ -67,11 +89,23 @@ impl Default for Metrics {
             "Time one reconciliation takes",
             duration.clone(),
         );
+        registry.register(
+            "notifications",
+            "Webhook notifications of upgrade milestones, by how their delivery ended",
+            notifications.clone(),
+        );
+        registry.register(
+            "notification_attempts",
+            "Webhook delivery attempts, by result (ok, or why it failed)",
+            notification_attempts.clone(),
+        );
         Self {
             reconciliations,
             errors,
             events,
             duration,
+            notifications,
+            notification_attempts,
             registry,
         }
     }

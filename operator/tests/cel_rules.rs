@@ -1,7 +1,7 @@
 //! The CRD's CEL rules, evaluated the way an API server does, agree with the operator's own
 //! validation: what the server would reject, the operator reports too, and the example passes.
 
-use apprelease_operator::api::{AppRelease, DatabaseRollback, validate::validate};
+use apprelease_operator::api::{AppRelease, DatabaseRollback, Target, validate::validate};
 use kube::core::cel::validate_cel;
 use serde_json::Value;
 
@@ -37,6 +37,13 @@ fn the_examples_pass_the_cel_rules() {
     assert_eq!(validate(&shipped_example().spec), vec![]);
     validate_cel(&example()).expect("the template variant is valid");
     assert_eq!(validate(&example().spec), vec![]);
+    let mut with_statefulset = example();
+    with_statefulset
+        .spec
+        .targets
+        .push(Target::stateful_set("worker"));
+    validate_cel(&with_statefulset).expect("a StatefulSet target is valid");
+    assert_eq!(validate(&with_statefulset.spec), vec![]);
 }
 
 #[test]
@@ -52,7 +59,7 @@ fn cel_rules_reject_what_the_operator_rejects() {
             r.spec.targets.push(t)
         }),
         ("bad deployment name", |r| {
-            r.spec.targets[0].deployment = "Back_End".into()
+            r.spec.targets[0].deployment = Some("Back_End".into())
         }),
         ("image with tag", |r| {
             r.spec.targets[0].image = Some("ghcr.io/x/y:1".into())
@@ -77,6 +84,23 @@ fn cel_rules_reject_what_the_operator_rejects() {
         }),
         ("restore without template", |r| {
             r.spec.rollback.database = DatabaseRollback::Restore
+        }),
+        ("target naming both a Deployment and a StatefulSet", |r| {
+            r.spec.targets[0].stateful_set = Some("worker".into())
+        }),
+        ("target naming no workload", |r| {
+            r.spec.targets[0].deployment = None
+        }),
+        ("bad statefulSet name", |r| {
+            r.spec.targets.push(Target::stateful_set("Wor_ker"))
+        }),
+        ("a StatefulSet with a Deployment target's name", |r| {
+            let name = r.spec.targets[0].name().to_string();
+            r.spec.targets.push(Target::stateful_set(name))
+        }),
+        ("a StatefulSet listed twice", |r| {
+            r.spec.targets.push(Target::stateful_set("worker"));
+            r.spec.targets.push(Target::stateful_set("worker"));
         }),
     ];
     for (name, break_it) in cases {
@@ -237,6 +261,62 @@ fn cel_rules_and_the_operator_agree_on_maintenance_windows() {
         assert!(
             !validate(&release.spec).is_empty(),
             "{schedule} {zone}: the operator accepts it"
+        );
+    }
+}
+
+fn with_webhook(release: &mut AppRelease, secret_ref: Value) {
+    release.spec.notifications = Some(
+        serde_json::from_value(serde_json::json!({"webhook": {"urlSecretRef": secret_ref}}))
+            .unwrap(),
+    );
+}
+
+#[test]
+fn cel_rules_and_the_operator_agree_on_the_webhook_secret() {
+    // The key defaults to `url`.
+    let mut release = example();
+    with_webhook(&mut release, serde_json::json!({"name": "meet-webhook"}));
+    let webhook = &release.spec.notifications.as_ref().unwrap().webhook;
+    assert_eq!(webhook.url_secret_ref.key, "url");
+    validate_cel(&release).expect("the CRD accepts a Secret name alone");
+    assert_eq!(validate(&release.spec), vec![]);
+    with_webhook(
+        &mut release,
+        serde_json::json!({"name": "chat.hooks", "key": "SLACK_WEBHOOK_URL.v2"}),
+    );
+    validate_cel(&release).expect("the CRD accepts any Secret key");
+    assert_eq!(validate(&release.spec), vec![]);
+
+    for (name, secret_ref, path) in [
+        (
+            "upper-case Secret name",
+            serde_json::json!({"name": "Meet_Webhook"}),
+            "urlSecretRef.name",
+        ),
+        (
+            "key with a slash",
+            serde_json::json!({"name": "meet-webhook", "key": "hooks/slack"}),
+            "urlSecretRef.key",
+        ),
+        (
+            "empty key",
+            serde_json::json!({"name": "meet-webhook", "key": ""}),
+            "urlSecretRef.key",
+        ),
+    ] {
+        let mut release = example();
+        with_webhook(&mut release, secret_ref);
+        assert!(
+            validate_cel(&release).is_err(),
+            "{name}: the CRD accepts it"
+        );
+        let errors = validate(&release.spec);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == format!("spec.notifications.webhook.{path}")),
+            "{name}: the operator does not name the field: {errors:?}"
         );
     }
 }

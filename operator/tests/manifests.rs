@@ -29,16 +29,16 @@ fn example_app_release_is_valid() {
         vec![],
         "the example passes validation"
     );
-    let deployments: Vec<&str> = docs
+    let workloads: Vec<(&str, &str)> = docs
         .iter()
-        .filter(|d| d["kind"] == "Deployment")
-        .filter_map(|d| d["metadata"]["name"].as_str())
+        .filter_map(|d| Some((d["kind"].as_str()?, d["metadata"]["name"].as_str()?)))
         .collect();
     for target in &release.spec.targets {
         assert!(
-            deployments.contains(&target.deployment.as_str()),
-            "{} is in the example",
-            target.deployment
+            workloads.contains(&(target.kind().as_str(), target.name())),
+            "{} {} is in the example",
+            target.kind(),
+            target.name()
         );
     }
     assert!(
@@ -92,9 +92,13 @@ fn kustomize_base_renders_the_operator() {
         ("appreleases/status", "patch"),
         ("deployments", "patch"),
         ("deployments/scale", "patch"),
+        ("statefulsets", "watch"),
+        ("statefulsets", "patch"),
+        ("statefulsets/scale", "patch"),
         ("jobs", "create"),
         ("pods", "list"),
         ("events", "create"),
+        ("secrets", "get"),
     ] {
         assert!(
             allows(resource, verb),
@@ -110,5 +114,30 @@ fn kustomize_base_renders_the_operator() {
     assert!(
         !allows("persistentvolumeclaims", "delete"),
         "volumes are never deleted"
+    );
+    // The one deletion: a StatefulSet pod stuck on a failed version, during a rollback.
+    let deletable: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|rule| {
+            rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == "delete" || v == "deletecollection" || v == "*")
+        })
+        .flat_map(|rule| {
+            rule["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r.as_str())
+        })
+        .collect();
+    assert_eq!(deletable, ["pods"], "only pods are ever deleted");
+    assert!(
+        !allows("secrets", "list") && !allows("secrets", "watch"),
+        "a webhook's Secret is read by name; the operator never lists Secrets"
     );
 }

@@ -99,6 +99,26 @@ pub fn default(rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
             set_default(obj, "/spec/template/spec/restartPolicy", json!("Always"));
             default_pod_spec(obj, "/spec/template/spec");
         }
+        ("apps", "StatefulSet") => {
+            set_default(obj, "/spec/replicas", json!(1));
+            set_default(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
+            set_default(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
+            if obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
+                set_default(
+                    obj,
+                    "/spec/updateStrategy/rollingUpdate/partition",
+                    json!(0),
+                );
+            }
+            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            set_default(
+                obj,
+                "/spec/persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            set_default(obj, "/spec/template/spec/restartPolicy", json!("Always"));
+            default_pod_spec(obj, "/spec/template/spec");
+        }
         ("batch", "Job") => {
             set_default(obj, "/spec/backoffLimit", json!(6));
             set_default(obj, "/spec/completions", json!(1));
@@ -269,7 +289,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResul
         }
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
-        ("apps", "Deployment") => {
+        ("apps", "Deployment" | "StatefulSet") => {
             let Some(selector) = obj
                 .pointer("/spec/selector/matchLabels")
                 .and_then(Value::as_object)

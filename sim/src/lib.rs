@@ -1,6 +1,6 @@
 #![warn(missing_docs)]
 //! A simulated Kubernetes cluster: a loopback HTTP server speaking the parts of the
-//! Kubernetes API that kubectl and kube-rs use, with simulated Deployment and Job
+//! Kubernetes API that kubectl and kube-rs use, with simulated Deployment, StatefulSet and Job
 //! controllers whose outcomes can be scripted.
 //!
 //! ```no_run

@@ -84,7 +84,12 @@ impl ResourceType {
         !self.builtin
             || matches!(
                 self.kind.as_str(),
-                "Deployment" | "ReplicaSet" | "Job" | "CustomResourceDefinition" | "Pod"
+                "Deployment"
+                    | "StatefulSet"
+                    | "ReplicaSet"
+                    | "Job"
+                    | "CustomResourceDefinition"
+                    | "Pod"
             )
     }
 
@@ -214,6 +219,19 @@ fn make_builtins() -> Vec<ResourceType> {
                 ),
                 ("Up-to-date", "integer", ".status.updatedReplicas"),
                 ("Available", "integer", ".status.availableReplicas"),
+                AGE,
+            ]),
+        ResourceType::builtin("apps", "v1", "StatefulSet", "statefulsets", true)
+            .short(&["sts"])
+            .in_all()
+            .with_status()
+            .with_scale()
+            .cols(&[
+                (
+                    "Ready",
+                    "string",
+                    "{.status.readyReplicas}/{.spec.replicas}",
+                ),
                 AGE,
             ]),
         ResourceType::builtin("apps", "v1", "ReplicaSet", "replicasets", true)

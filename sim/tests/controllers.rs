@@ -536,3 +536,153 @@ async fn finalizers_hold_deletion_until_removed() {
         "an immediate deletion answers with a Success status"
     );
 }
+
+fn sts_rolled_out(s: &k8s_openapi::api::apps::v1::StatefulSet, replicas: i32) -> bool {
+    let st = s.status.clone().unwrap_or_default();
+    st.observed_generation == s.metadata.generation
+        && st.replicas == replicas
+        && st.ready_replicas == Some(replicas)
+        && st.updated_replicas == Some(replicas)
+        && st.update_revision.is_some()
+        && st.update_revision == st.current_revision
+}
+
+fn sts_image_patch(image: &str) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+           "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+/// The pods of `db`: (name, revision label, ready).
+async fn sts_pods(pods: &Api<Pod>) -> Vec<(String, String, bool)> {
+    let mut seen: Vec<(String, String, bool)> = pods
+        .list(&ListParams::default().labels("app=db"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let revision = p.metadata.labels.as_ref().unwrap()["controller-revision-hash"].clone();
+            (p.metadata.name.unwrap(), revision, ready)
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+#[tokio::test]
+async fn statefulset_updates_from_the_top_and_waits_forever_for_a_pod_that_never_gets_ready() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    let (sim, client) = common::start(100.0).await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut s = common::deployment("db", 3, &[("app", "db:1")]);
+    s["kind"] = json!("StatefulSet");
+    s["spec"]["serviceName"] = json!("db");
+    sets.create(&PostParams::default(), &serde_json::from_value(s).unwrap())
+        .await
+        .unwrap();
+    let first = common::wait_for(&sets, "db", "initial rollout", |s| sts_rolled_out(s, 3)).await;
+    let spec = first.spec.as_ref().unwrap();
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
+    let strategy = spec.update_strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(strategy.rolling_update.as_ref().unwrap().partition, Some(0));
+    let v1 = first.status.unwrap().update_revision.unwrap();
+    let names: Vec<String> = sts_pods(&pods).await.into_iter().map(|p| p.0).collect();
+    assert_eq!(names, ["db-0", "db-1", "db-2"]);
+
+    // A good update replaces every pod and moves currentRevision.
+    let apply = PatchParams::apply("test").force();
+    sets.patch("db", &apply, &Patch::Apply(sts_image_patch("db:2")))
+        .await
+        .unwrap();
+    let second = common::wait_for(&sets, "db", "update to db:2", |s| {
+        sts_rolled_out(s, 3) && s.status.as_ref().unwrap().update_revision.as_ref() != Some(&v1)
+    })
+    .await;
+    let v2 = second.status.unwrap().update_revision.unwrap();
+    assert!(
+        sts_pods(&pods)
+            .await
+            .iter()
+            .all(|(_, r, ready)| *r == v2 && *ready)
+    );
+
+    // An image that never becomes ready: the top pod is replaced and the update stops there.
+    sim.fault_image("db:3", ImageEffect::NeverReady);
+    sets.patch("db", &apply, &Patch::Apply(sts_image_patch("db:3")))
+        .await
+        .unwrap();
+    let stuck = common::wait_for(&sets, "db", "db-2 on the bad revision", |s| {
+        let st = s.status.clone().unwrap_or_default();
+        st.updated_replicas == Some(1) && st.ready_replicas == Some(2)
+    })
+    .await;
+    let v3 = stuck
+        .status
+        .as_ref()
+        .unwrap()
+        .update_revision
+        .clone()
+        .unwrap();
+    assert_eq!(
+        stuck.status.unwrap().current_revision.as_deref(),
+        Some(v2.as_str())
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = sts_pods(&pods).await;
+    assert_eq!(seen[2], ("db-2".into(), v3.clone(), false));
+    assert!(
+        seen[..2].iter().all(|(_, r, ready)| *r == v2 && *ready),
+        "{seen:?}"
+    );
+
+    // Reverting the template is not enough: the controller waits for db-2 forever.
+    sets.patch("db", &apply, &Patch::Apply(sts_image_patch("db:2")))
+        .await
+        .unwrap();
+    common::wait_for(&sets, "db", "the revert observed", |s| {
+        s.status.as_ref().unwrap().update_revision.as_deref() == Some(v2.as_str())
+            && s.status.as_ref().unwrap().observed_generation == s.metadata.generation
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sts_pods(&pods).await[2], ("db-2".into(), v3, false));
+    // Deleted, it comes back from the reverted template and the set is whole again.
+    pods.delete("db-2", &DeleteParams::default()).await.unwrap();
+    let back = common::wait_for(&sets, "db", "rolled back", |s| sts_rolled_out(s, 3)).await;
+    assert_eq!(
+        back.status.unwrap().current_revision.as_deref(),
+        Some(v2.as_str())
+    );
+    assert!(
+        sts_pods(&pods)
+            .await
+            .iter()
+            .all(|(_, r, ready)| *r == v2 && *ready)
+    );
+
+    // OnDelete: a new template replaces no pod.
+    sets.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    sets.patch("db", &apply, &Patch::Apply(sts_image_patch("db:4")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = sets.get("db").await.unwrap().status.unwrap();
+    assert_ne!(held.update_revision, held.current_revision);
+    assert_eq!(held.updated_replicas, None, "no pod was replaced");
+    assert!(sts_pods(&pods).await.iter().all(|(_, r, _)| *r == v2));
+}

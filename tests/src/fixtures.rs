@@ -182,14 +182,12 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         version: version.into(),
         targets: vec![
             Target {
-                deployment: "backend".into(),
                 containers: Some(vec!["backend".into()]),
-                image: None,
+                ..Target::deployment("backend")
             },
             Target {
-                deployment: "frontend".into(),
                 containers: Some(vec!["frontend".into()]),
-                image: None,
+                ..Target::deployment("frontend")
             },
         ],
         backup: Some(BackupSpec {
@@ -215,6 +213,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         rollback: RollbackSpec::default(),
         maintenance_windows: Vec::new(),
         suspend: false,
+        notifications: None,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
     };

@@ -124,8 +124,9 @@ pub async fn jobs(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Requests that changed Deployments or Jobs, by anyone, in the namespace (empty on a
-/// cluster given by kubeconfig: no request log): `(verb, resource, name)`.
+/// Requests that changed Deployments, StatefulSets, Jobs or pods, by anyone, in the
+/// namespace (empty on a cluster given by kubeconfig: no request log):
+/// `(verb, resource, name)`.
 pub fn workload_writes(
     cluster: &Cluster,
     user_agent_contains: &str,
@@ -136,7 +137,11 @@ pub fn workload_writes(
     log.into_iter()
         .filter(|r| r.namespace == cluster.namespace && r.user_agent.contains(user_agent_contains))
         .filter(|r| ["create", "update", "patch", "delete"].contains(&r.verb.as_str()))
-        .filter(|r| r.resource.starts_with("deployments") || r.resource.starts_with("jobs"))
+        .filter(|r| {
+            ["deployments", "statefulsets", "jobs", "pods"]
+                .iter()
+                .any(|kind| r.resource.starts_with(kind))
+        })
         .map(|r| (r.verb, r.resource, r.name))
         .collect()
 }

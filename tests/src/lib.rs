@@ -11,6 +11,7 @@ pub mod operator;
 pub mod scenario;
 pub mod testbed;
 pub mod wait;
+pub mod webhook;
 
 pub use cluster::Cluster;
 pub use operator::Operator;

@@ -26,7 +26,7 @@ async fn s10_a_hundred_releases_upgrade_at_once() -> anyhow::Result<()> {
             .await?;
         let mut release = fixtures::release(&s.cluster, name, V1, &Jobs::default());
         release.spec.targets.truncate(1);
-        release.spec.targets[0].deployment = name.clone();
+        release.spec.targets[0].deployment = Some(name.clone());
         release.spec.targets[0].containers = None;
         release.spec.migration = None;
         release.spec.verify = None;

@@ -3,6 +3,7 @@
 pub mod conditions;
 pub mod duration;
 pub mod image;
+pub mod notifications;
 pub mod presets;
 pub mod schedule;
 pub mod spec;
@@ -11,6 +12,7 @@ pub mod time;
 pub mod validate;
 pub mod version;
 
+pub use notifications::*;
 pub use presets::*;
 pub use spec::*;
 pub use status::*;

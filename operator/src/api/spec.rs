@@ -5,17 +5,19 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, json_schema};
 use serde::{Deserialize, Serialize};
 
+use super::notifications::NotificationsSpec;
 use super::presets::BackupPreset;
 use super::status::AppReleaseStatus;
 
-/// An application release: the version that should run in a set of Deployments, and how to
-/// get there safely (backup, migrations, rollout, verification, rollback).
+/// An application release: the version that should run in a set of Deployments and
+/// StatefulSets, and how to get there safely (backup, migrations, rollout, verification,
+/// rollback).
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "apprelease.io",
     version = "v1alpha1",
     kind = "AppRelease",
-    doc = "An AppRelease declares the version a set of Deployments should run and how to get there safely: backup, migrations, rollout, verification, and automatic rollback.",
+    doc = "An AppRelease declares the version a set of Deployments and StatefulSets should run and how to get there safely: backup, migrations, rollout, verification, and automatic rollback.",
     namespaced,
     status = "AppReleaseStatus",
     shortname = "apr",
@@ -44,13 +46,13 @@ pub struct AppReleaseSpec {
     #[x_kube(validation = version_rule())]
     pub version: String,
 
-    /// The Deployments that carry the version, updated in this order. If one fails, all go
-    /// back together.
+    /// The workloads (Deployments or StatefulSets) that carry the version, updated in this
+    /// order. If one fails, all go back together.
     /// At most 64: the bounds (and those of the strings below) keep the estimated cost of the
     /// CEL rules inside the API server's budget, which refuses the whole CRD otherwise.
     #[x_kube(validation = Rule::new("size(self) > 0").message("at least one target is needed"))]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.deployment == a.deployment))")
-        .message("each Deployment may be listed once"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, (has(b.deployment) ? b.deployment : b.statefulSet) == (has(a.deployment) ? a.deployment : a.statefulSet)))")
+        .message("each target name may be listed once, whatever its kind"))]
     #[schemars(length(max = 64))]
     pub targets: Vec<Target>,
 
@@ -88,6 +90,10 @@ pub struct AppReleaseSpec {
     #[serde(default)]
     pub suspend: bool,
 
+    /// Who hears about upgrades: a webhook that receives a JSON message when an upgrade
+    /// starts, succeeds, fails, is rolled back, or its rollback fails. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
     /// `Automatic` (the default): an upgrade starts as soon as `version` changes. `Manual`:
     /// the upgrade to a version waits (Ready=False, reason `AwaitingApproval`) until the
     /// annotation `apprelease.io/approve` names that version; an approval of another version
@@ -155,15 +161,32 @@ pub struct MaintenanceWindow {
     pub time_zone: String,
 }
 
-/// A Deployment that carries the release's version.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// A workload that carries the release's version: a Deployment or a StatefulSet, named by
+/// exactly one of `deployment` and `statefulSet`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.deployment) != has(self.statefulSet)")
+    .message("a target names exactly one of deployment and statefulSet"))]
 pub struct Target {
-    /// Name of the Deployment, in the AppRelease's namespace.
+    /// Name of the Deployment, in the AppRelease's namespace. Readiness: every replica runs
+    /// the new template and is available, as `kubectl rollout status` decides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
         .message("deployment must be a Kubernetes object name"))]
     #[schemars(length(max = 253))]
-    pub deployment: String,
+    pub deployment: Option<String>,
+
+    /// Name of the StatefulSet, in the AppRelease's namespace, instead of a Deployment.
+    /// Readiness: `status.updateRevision == status.currentRevision`, every replica updated
+    /// and ready, `observedGeneration` caught up. It must use the RollingUpdate strategy
+    /// without a partition: with `OnDelete` (or a partition above zero) the StatefulSet
+    /// controller never replaces the pods, so the operator refuses to upgrade it
+    /// (`UnsupportedUpdateStrategy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
+        .message("statefulSet must be a Kubernetes object name"))]
+    #[schemars(length(max = 253))]
+    pub stateful_set: Option<String>,
 
     /// Containers of the pod template whose image carries the version. Default: all of them
     /// (init containers are never changed).
@@ -177,6 +200,68 @@ pub struct Target {
         .message("image is a repository: leave out the tag and the digest, the tag is spec.version"))]
     #[schemars(length(max = 1024))]
     pub image: Option<String>,
+}
+
+/// The kind of workload a target names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetKind {
+    /// An apps/v1 Deployment.
+    #[default]
+    Deployment,
+    /// An apps/v1 StatefulSet.
+    StatefulSet,
+}
+
+impl TargetKind {
+    /// The `kind` of the object, as in its manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::StatefulSet => "StatefulSet",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Target {
+    /// A target naming a Deployment, every container selected by default.
+    pub fn deployment(name: impl Into<String>) -> Self {
+        Self {
+            deployment: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A target naming a StatefulSet, every container selected by default.
+    pub fn stateful_set(name: impl Into<String>) -> Self {
+        Self {
+            stateful_set: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The workload's name (the Deployment's, else the StatefulSet's; validation makes sure
+    /// exactly one is given).
+    pub fn name(&self) -> &str {
+        self.deployment
+            .as_deref()
+            .or(self.stateful_set.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The workload's kind.
+    pub fn kind(&self) -> TargetKind {
+        if self.deployment.is_none() && self.stateful_set.is_some() {
+            TargetKind::StatefulSet
+        } else {
+            TargetKind::Deployment
+        }
+    }
 }
 
 /// The backup taken before an upgrade changes anything: a hand-written pod template or a

@@ -92,8 +92,8 @@ pub struct Upgrade {
     /// Every image this upgrade changes, as it was before. A rollback puts back exactly these.
     #[serde(default)]
     pub previous_images: Vec<ContainerImage>,
-    /// Replica counts recorded before scaling the targets to zero (an offline upgrade, or a
-    /// restore); they come back with exactly these.
+    /// Replica counts recorded before scaling the targets (Deployments and StatefulSets) to
+    /// zero (an offline upgrade, or a restore); they come back with exactly these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_replicas: Vec<DeploymentReplicas>,
     /// Jobs of this upgrade that the operator has seen exist. A Job listed here is never
@@ -188,7 +188,8 @@ pub struct Drift {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftedImage {
-    /// Deployment name.
+    /// Target name: the Deployment's or the StatefulSet's (target names are unique across
+    /// kinds; the field keeps its name for compatibility).
     pub deployment: String,
     /// Container name.
     pub container: String,
@@ -205,7 +206,8 @@ pub struct DriftedImage {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerImage {
-    /// Deployment name.
+    /// Target name: the Deployment's or the StatefulSet's (target names are unique across
+    /// kinds; the field keeps its name for compatibility).
     pub deployment: String,
     /// Container name.
     pub container: String,
@@ -213,11 +215,12 @@ pub struct ContainerImage {
     pub image: String,
 }
 
-/// One Deployment's replica count.
+/// One target's replica count.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentReplicas {
-    /// Deployment name.
+    /// Target name: the Deployment's or the StatefulSet's (target names are unique across
+    /// kinds; the field keeps its name for compatibility).
     pub deployment: String,
     /// `spec.replicas` before the restore.
     pub replicas: i32,

@@ -2,11 +2,11 @@
 //! server that skipped them, or an object written before a rule existed, must still get a
 //! readable answer) and add what a schema cannot say, such as pod template contents.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use super::{duration, image, presets::BackupPreset, schedule, spec::*, version};
+use super::{SecretKeyRef, duration, image, presets::BackupPreset, schedule, spec::*, version};
 
 /// One problem with a spec, at a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,13 @@ pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
     }
     check_rollback(spec, &mut errors);
     check_windows(&spec.maintenance_windows, &mut errors);
+    if let Some(notifications) = &spec.notifications {
+        check_secret_key(
+            "spec.notifications.webhook.urlSecretRef",
+            &notifications.webhook.url_secret_ref,
+            &mut errors,
+        );
+    }
     errors.0
 }
 
@@ -91,25 +98,53 @@ fn check_windows(windows: &[MaintenanceWindow], errors: &mut Errors) {
 
 fn check_targets(targets: &[Target], errors: &mut Errors) {
     if targets.is_empty() {
-        errors.add("spec.targets", "at least one target Deployment is needed");
+        errors.add(
+            "spec.targets",
+            "at least one target (a Deployment or a StatefulSet) is needed",
+        );
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     for (i, target) in targets.iter().enumerate() {
         let path = format!("spec.targets[{i}]");
-        if !is_object_name(&target.deployment) {
+        let (field, name) = match (&target.deployment, &target.stateful_set) {
+            (Some(name), None) => ("deployment", name),
+            (None, Some(name)) => ("statefulSet", name),
+            (Some(_), Some(_)) => {
+                errors.add(
+                    path,
+                    "give either deployment or statefulSet, not both: a target is one workload",
+                );
+                continue;
+            }
+            (None, None) => {
+                errors.add(
+                    path,
+                    "name the workload: deployment: <name> or statefulSet: <name>",
+                );
+                continue;
+            }
+        };
+        let kind = target.kind();
+        if !is_object_name(name) {
             errors.add(
-                format!("{path}.deployment"),
-                format!(
-                    "{:?} is not a Deployment name (lower-case letters, digits, '-' and '.')",
-                    target.deployment
-                ),
+                format!("{path}.{field}"),
+                format!("{name:?} is not a {kind} name (lower-case letters, digits, '-' and '.')"),
             );
         }
-        if !seen.insert(target.deployment.as_str()) {
-            errors.add(
-                format!("{path}.deployment"),
-                format!("Deployment {:?} is listed twice", target.deployment),
-            );
+        // Targets are known by name alone (in the status and the observed snapshot), so a
+        // Deployment and a StatefulSet of the same name cannot both be targets.
+        match seen.insert(name.as_str(), kind) {
+            Some(first) if first == kind => errors.add(
+                format!("{path}.{field}"),
+                format!("{kind} {name:?} is listed twice"),
+            ),
+            Some(first) => errors.add(
+                format!("{path}.{field}"),
+                format!(
+                    "{kind} {name:?} has the name of {first} {name:?}, also listed: targets are told apart by name, so rename one of the two"
+                ),
+            ),
+            None => {}
         }
         if let Some(containers) = &target.containers {
             if containers.is_empty() {
@@ -213,6 +248,30 @@ fn check_preset(preset: &BackupPreset, errors: &mut Errors) {
     }
 }
 
+fn check_secret_key(path: &str, secret: &SecretKeyRef, errors: &mut Errors) {
+    if !is_object_name(&secret.name) {
+        errors.add(
+            format!("{path}.name"),
+            format!("{:?} is not a Secret name", secret.name),
+        );
+    }
+    let key = secret.key.as_bytes();
+    let valid_key = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid_key {
+        errors.add(
+            format!("{path}.key"),
+            format!(
+                "{:?} is not a Secret key (letters, digits, '-', '_' and '.')",
+                secret.key
+            ),
+        );
+    }
+}
+
 fn check_template(path: &str, template: &PodTemplateSpec, errors: &mut Errors) {
     let Some(pod) = &template.spec else {
         errors.add(
@@ -246,7 +305,7 @@ fn check_template(path: &str, template: &PodTemplateSpec, errors: &mut Errors) {
     }
 }
 
-/// A DNS-1123 subdomain, the rule for Deployment names.
+/// A DNS-1123 subdomain, the rule for Deployment and StatefulSet names.
 fn is_object_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !name.is_empty()

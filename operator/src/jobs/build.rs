@@ -247,11 +247,7 @@ mod tests {
         };
         let spec = AppReleaseSpec {
             version: "2.0".into(),
-            targets: vec![Target {
-                deployment: "backend".into(),
-                containers: None,
-                image: None,
-            }],
+            targets: vec![Target::deployment("backend")],
             backup: None,
             migration: Some(MigrationSpec {
                 template: PodTemplateSpec {
@@ -266,6 +262,7 @@ mod tests {
             rollback: RollbackSpec::default(),
             maintenance_windows: Vec::new(),
             suspend: false,
+            notifications: None,
             approval: crate::api::Approval::default(),
             downgrade: crate::api::DowngradePolicy::default(),
         };

@@ -1,27 +1,31 @@
-//! Carries out a decision: the status first (write-ahead), then the actions in order, then
-//! the Events. Every write to a Deployment is a server-side apply of a partial body under the
-//! operator's one field manager, so it owns only the image fields it sets (invariant 8).
+//! Carries out a decision: the status first (write-ahead), then the Events and the
+//! notifications it records, then the actions in order. Every image change of a target
+//! (Deployment or StatefulSet) is a server-side apply of a partial body under the operator's
+//! one field manager, so it owns only the image fields it sets (invariant 8).
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
-use crate::api::{AppRelease, AppReleaseStatus, FIELD_MANAGER, FINALIZER};
+use crate::api::{AppRelease, AppReleaseStatus, FIELD_MANAGER, FINALIZER, TargetKind};
 use crate::jobs;
 use crate::plan::{Action, Decision};
 
 use super::error::Error;
 use super::events::Reporter;
 
-/// Writes status, runs actions and publishes events for one AppRelease.
+/// Writes status, runs actions, publishes events and queues notifications for one AppRelease.
 pub struct Executor<'a> {
     /// The API client.
     pub client: &'a Client,
     /// Where Events go.
     pub events: &'a Reporter,
+    /// Where the decision's milestones go once its status is written; None sends none.
+    pub notifier: Option<&'a crate::notify::Notifier>,
 }
 
 impl Executor<'_> {
@@ -61,6 +65,10 @@ impl Executor<'_> {
         let reference = release.object_ref(&());
         for note in &decision.notes {
             self.events.publish(&reference, note).await;
+        }
+        // Queued, not sent: a webhook never holds up the actions, however slow it is.
+        if let Some(notifier) = self.notifier {
+            notifier.notify(release, &decision.milestones);
         }
         for action in &decision.actions {
             self.act(release, &namespace, action).await?;
@@ -113,27 +121,38 @@ impl Executor<'_> {
         namespace: &str,
         action: &Action,
     ) -> Result<(), Error> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         match action {
             Action::CreateJob(request) => {
                 let job = jobs::build(release, request)?;
                 self.create_or_adopt(release, namespace, &job, &request.name)
                     .await
             }
-            Action::SetImages { deployment, images } => {
-                info!(deployment, ?images, "applying images");
-                deployments
-                    .patch(
-                        deployment,
-                        &apply_params(),
-                        &Patch::Apply(image_body(deployment, images)),
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|source| Error::ApplyImages {
-                        name: deployment.clone(),
-                        source,
-                    })
+            Action::SetImages {
+                kind,
+                deployment,
+                images,
+            } => {
+                info!(%kind, name = deployment, ?images, "applying images");
+                let body = Patch::Apply(image_body(*kind, deployment, images));
+                let applied = match kind {
+                    TargetKind::Deployment => {
+                        Api::<Deployment>::namespaced(self.client.clone(), namespace)
+                            .patch(deployment, &apply_params(), &body)
+                            .await
+                            .map(drop)
+                    }
+                    TargetKind::StatefulSet => {
+                        Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+                            .patch(deployment, &apply_params(), &body)
+                            .await
+                            .map(drop)
+                    }
+                };
+                applied.map_err(|source| Error::ApplyImages {
+                    kind: *kind,
+                    name: deployment.clone(),
+                    source,
+                })
             }
             Action::HandOver { job } => {
                 let owner = release
@@ -158,28 +177,66 @@ impl Executor<'_> {
                     })
             }
             Action::Scale {
+                kind,
                 deployment,
                 replicas,
             } => {
-                info!(deployment, replicas, "scaling");
+                info!(%kind, name = deployment, replicas, "scaling");
                 // Replicas go through the scale subresource as an update, not through our apply
                 // set: an apply that later left them out would reset them to the default.
                 let params = PatchParams {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
                 };
-                deployments
-                    .patch_scale(
-                        deployment,
-                        &params,
-                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                    )
+                let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+                let scaled = match kind {
+                    TargetKind::Deployment => {
+                        Api::<Deployment>::namespaced(self.client.clone(), namespace)
+                            .patch_scale(deployment, &params, &patch)
+                            .await
+                            .map(drop)
+                    }
+                    TargetKind::StatefulSet => {
+                        Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+                            .patch_scale(deployment, &params, &patch)
+                            .await
+                            .map(drop)
+                    }
+                };
+                scaled.map_err(|source| Error::Scale {
+                    kind: *kind,
+                    name: deployment.clone(),
+                    source,
+                })
+            }
+            Action::DeletePod { pod, uid } => {
+                info!(
+                    pod,
+                    "deleting a StatefulSet pod stuck on the failed version"
+                );
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match Api::<Pod>::namespaced(self.client.clone(), namespace)
+                    .delete(pod, &params)
                     .await
-                    .map(drop)
-                    .map_err(|source| Error::Scale {
-                        name: deployment.clone(),
+                {
+                    Ok(_) => Ok(()),
+                    // Gone already, or replaced by a pod of the same name (another uid): the
+                    // pod this decision saw is not there any more, which is what was wanted.
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                        debug!(pod, code = status.code, "pod already gone");
+                        Ok(())
+                    }
+                    Err(source) => Err(Error::DeletePod {
+                        name: pod.clone(),
                         source,
-                    })
+                    }),
+                }
             }
         }
     }
@@ -276,17 +333,18 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// The partial Deployment an image change applies: nothing but the named containers' images.
-/// Never a typed Deployment from `Default`, which would claim an empty selector and template.
-pub fn image_body(deployment: &str, images: &[(String, String)]) -> Value {
+/// The partial Deployment or StatefulSet an image change applies: nothing but the named
+/// containers' images. Never a typed object from `Default`, which would claim an empty
+/// selector and template.
+pub fn image_body(kind: TargetKind, name: &str, images: &[(String, String)]) -> Value {
     let containers: Vec<Value> = images
         .iter()
         .map(|(name, image)| json!({"name": name, "image": image}))
         .collect();
     json!({
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": deployment},
+        "kind": kind.as_str(),
+        "metadata": {"name": name},
         "spec": {"template": {"spec": {"containers": containers}}},
     })
 }

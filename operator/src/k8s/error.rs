@@ -1,13 +1,18 @@
 //! Errors of the I/O layer: one variant per place that can fail, carrying its context.
 
+use crate::api::TargetKind;
 use crate::jobs::BuildError;
 
 /// A failure to observe or to carry out a decision. Each is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading a target Deployment failed.
-    #[error("reading Deployment {name}: {source}")]
-    ReadDeployment { name: String, source: kube::Error },
+    /// Reading a target workload (Deployment or StatefulSet) failed.
+    #[error("reading {kind} {name}: {source}")]
+    ReadDeployment {
+        kind: TargetKind,
+        name: String,
+        source: kube::Error,
+    },
     /// Listing the release's Jobs or pods failed.
     #[error("listing {kind}: {source}")]
     List {
@@ -30,12 +35,23 @@ pub enum Error {
     /// A Job of that name exists but belongs to something else; it is not adopted.
     #[error("a Job named {name} exists but is not owned by this AppRelease; delete or rename it")]
     ForeignJob { name: String },
-    /// Applying images to a Deployment failed.
-    #[error("applying images to Deployment {name}: {source}")]
-    ApplyImages { name: String, source: kube::Error },
-    /// Scaling a Deployment failed.
-    #[error("scaling Deployment {name}: {source}")]
-    Scale { name: String, source: kube::Error },
+    /// Applying images to a target workload failed.
+    #[error("applying images to {kind} {name}: {source}")]
+    ApplyImages {
+        kind: TargetKind,
+        name: String,
+        source: kube::Error,
+    },
+    /// Scaling a target workload failed.
+    #[error("scaling {kind} {name}: {source}")]
+    Scale {
+        kind: TargetKind,
+        name: String,
+        source: kube::Error,
+    },
+    /// Deleting a StatefulSet pod stuck on a failed version failed.
+    #[error("deleting pod {name}: {source}")]
+    DeletePod { name: String, source: kube::Error },
     /// Giving a finished Job its owner reference failed.
     #[error("handing Job {name} to its AppRelease: {source}")]
     HandOver { name: String, source: kube::Error },
@@ -58,6 +74,7 @@ impl Error {
             Error::ForeignJob { .. } => "foreign_job",
             Error::ApplyImages { .. } => "apply_images",
             Error::Scale { .. } => "scale",
+            Error::DeletePod { .. } => "delete_pod",
             Error::Finalizer(_) => "finalizer",
             Error::HandOver { .. } => "hand_over",
         }

@@ -1,5 +1,5 @@
-//! Reads what one AppRelease depends on — its target Deployments, its Jobs and their pods —
-//! and turns it into the planner's plain `Observed` snapshot.
+//! Reads what one AppRelease depends on — its target Deployments and StatefulSets, its Jobs
+//! and their pods — and turns it into the planner's plain `Observed` snapshot.
 //!
 //! The snapshot is read fresh from the API server on every reconcile rather than from
 //! watch caches: a cache can lag behind the operator's own last write (a Job it just created,
@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -17,9 +17,9 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use crate::api::time::to_chrono;
-use crate::api::{AppRelease, RolloutStrategy};
+use crate::api::{AppRelease, RolloutStrategy, Target, TargetKind};
 use crate::jobs::build::{RELEASE_LABEL, RELEASE_UID_LABEL};
-use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer};
+use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
 
 use super::error::Error;
 
@@ -33,18 +33,10 @@ pub async fn observe(
     now: DateTime<Utc>,
 ) -> Result<Observed, Error> {
     let namespace = release.namespace().unwrap_or_default();
-    let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let mut deployments = BTreeMap::new();
     for target in &release.spec.targets {
-        let found = deployments_api
-            .get_opt(&target.deployment)
-            .await
-            .map_err(|source| Error::ReadDeployment {
-                name: target.deployment.clone(),
-                source,
-            })?;
-        if let Some(deployment) = found {
-            deployments.insert(target.deployment.clone(), deployment_state(&deployment));
+        if let Some(state) = read_target(client, &namespace, target).await? {
+            deployments.insert(target.name().to_string(), state);
         }
     }
     if release.spec.rollout.strategy == RolloutStrategy::Offline {
@@ -86,7 +78,7 @@ pub async fn observe(
     })
 }
 
-/// Marks the Deployments an autoscaler scales, so that an offline upgrade can say it scales
+/// Marks the targets an autoscaler scales, so that an offline upgrade can say it scales
 /// them to zero and back (and then leaves the count to the autoscaler).
 async fn note_autoscalers(
     client: &Client,
@@ -104,10 +96,9 @@ async fn note_autoscalers(
         let Some(target) = hpa.spec.as_ref().map(|s| &s.scale_target_ref) else {
             continue;
         };
-        if target.kind != "Deployment" {
-            continue;
-        }
-        if let Some(state) = deployments.get_mut(&target.name) {
+        if let Some(state) = deployments.get_mut(&target.name)
+            && state.kind.to_string() == target.kind
+        {
             state.autoscaler = Some(hpa.name_any());
         }
     }
@@ -136,12 +127,68 @@ pub fn peer(release: &AppRelease) -> Peer {
     Peer {
         name: release.name_any(),
         created: release.metadata.creation_timestamp.as_ref().map(to_chrono),
-        deployments: release
+        targets: release
             .spec
             .targets
             .iter()
-            .map(|t| t.deployment.clone())
+            .map(|t| (t.kind(), t.name().to_string()))
             .collect(),
+    }
+}
+
+/// Reads one target as the kind it names; None when it does not exist. The pods of a
+/// StatefulSet are read only while it is not rolled out: only then can one be stuck (see
+/// `DeploymentState::stuck_pods`), and a release at rest costs no extra request.
+async fn read_target(
+    client: &Client,
+    namespace: &str,
+    target: &Target,
+) -> Result<Option<DeploymentState>, Error> {
+    let name = target.name();
+    let failed = |source| Error::ReadDeployment {
+        kind: target.kind(),
+        name: name.to_string(),
+        source,
+    };
+    match target.kind() {
+        TargetKind::Deployment => Ok(Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(failed)?
+            .map(|d| deployment_state(&d))),
+        TargetKind::StatefulSet => {
+            let Some(set) = Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map_err(failed)?
+            else {
+                return Ok(None);
+            };
+            let mut state = stateful_set_state(&set);
+            if !state.is_rolled_out() {
+                let labels = set
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.match_labels.as_ref())
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+                    .list(&ListParams::default().labels(&labels))
+                    .await
+                    .map_err(|source| Error::List {
+                        kind: "Pods",
+                        source,
+                    })?;
+                state.pods = stateful_set_pods(&set, &pods.items);
+            }
+            Ok(Some(state))
+        }
     }
 }
 
@@ -164,6 +211,7 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
     DeploymentState {
+        kind: TargetKind::Deployment,
         containers,
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
         generation: deployment.metadata.generation.unwrap_or(0),
@@ -171,9 +219,15 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
         status_replicas: status.replicas.unwrap_or(0),
         updated_replicas: status.updated_replicas.unwrap_or(0),
         available_replicas: status.available_replicas.unwrap_or(0),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        current_revision: String::new(),
+        update_revision: String::new(),
+        on_delete: false,
+        partition: 0,
+        pods: Vec::new(),
         deadline_exceeded,
         paused: spec.and_then(|s| s.paused).unwrap_or(false),
-        image_managers: image_managers(deployment),
+        image_managers: image_managers(&deployment.metadata),
         default_container: spec
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
@@ -184,13 +238,87 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
     }
 }
 
+/// What the planner needs of a StatefulSet: its template's images, its revisions and counts,
+/// and whether its update strategy replaces pods at all. Its pods are read apart.
+pub fn stateful_set_state(set: &StatefulSet) -> DeploymentState {
+    let spec = set.spec.as_ref();
+    let status = set.status.clone().unwrap_or_default();
+    let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+    DeploymentState {
+        kind: TargetKind::StatefulSet,
+        containers: spec
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|pod| {
+                pod.containers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        generation: set.metadata.generation.unwrap_or(0),
+        observed_generation: status.observed_generation.unwrap_or(0),
+        status_replicas: status.replicas,
+        updated_replicas: status.updated_replicas.unwrap_or(0),
+        available_replicas: status.available_replicas.unwrap_or(0),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        current_revision: status.current_revision.unwrap_or_default(),
+        update_revision: status.update_revision.unwrap_or_default(),
+        on_delete: strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete"),
+        partition: strategy
+            .and_then(|u| u.rolling_update.as_ref())
+            .and_then(|r| r.partition)
+            .unwrap_or(0),
+        pods: Vec::new(),
+        deadline_exceeded: false,
+        paused: false,
+        autoscaler: None,
+        image_managers: image_managers(&set.metadata),
+        default_container: spec
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+            .cloned(),
+    }
+}
+
+/// The pods the StatefulSet controls (its controller owner reference), with the revision
+/// each runs and whether it is Running and Ready, as the StatefulSet controller judges it.
+pub fn stateful_set_pods(set: &StatefulSet, pods: &[Pod]) -> Vec<PodState> {
+    let uid = set.uid();
+    pods.iter()
+        .filter(|pod| {
+            pod.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+        })
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .map(|pod| {
+            let status = pod.status.as_ref();
+            let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            PodState {
+                name: pod.name_any(),
+                uid: pod.uid().unwrap_or_default(),
+                revision: pod
+                    .labels()
+                    .get("controller-revision-hash")
+                    .cloned()
+                    .unwrap_or_default(),
+                ready: running && ready,
+            }
+        })
+        .collect()
+}
+
 /// Who owns each container's image field besides the operator, newest entry first. A
 /// managedFields entry lists the container as `f:spec.f:template.f:spec.f:containers` →
 /// `k:{"name":"web"}` → `f:image` (the structured-merge-diff field set, keyed by the list's
 /// merge key `name`).
-fn image_managers(deployment: &Deployment) -> BTreeMap<String, Vec<String>> {
-    let mut entries: Vec<_> = deployment
-        .metadata
+fn image_managers(metadata: &kube::api::ObjectMeta) -> BTreeMap<String, Vec<String>> {
+    let mut entries: Vec<_> = metadata
         .managed_fields
         .iter()
         .flatten()

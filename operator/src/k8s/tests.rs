@@ -9,7 +9,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
 
-use crate::api::{AppRelease, Step};
+use crate::api::{AppRelease, Step, TargetKind};
 use crate::k8s::{Error, Executor, Reporter};
 use crate::plan::fixtures::*;
 use crate::plan::{Action, Decision, decide};
@@ -86,6 +86,7 @@ fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
         status: Default::default(),
         actions,
         notes: vec![],
+        milestones: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
     }
@@ -119,6 +120,7 @@ async fn run(client: Client, release: AppRelease, decision: Decision) -> Result<
     Executor {
         client: &client,
         events: &reporter,
+        notifier: None,
     }
     .execute(&release, &decision)
     .await
@@ -131,6 +133,7 @@ async fn image_change_is_a_forced_apply_of_only_the_images() {
     let decision = only(
         &mut release,
         vec![Action::SetImages {
+            kind: TargetKind::Deployment,
             deployment: "backend".into(),
             images: vec![("backend".into(), "ghcr.io/meet/backend:2.0".into())],
         }],
@@ -155,6 +158,82 @@ async fn image_change_is_a_forced_apply_of_only_the_images() {
     );
     server.expect_silence().await;
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_statefulset_gets_the_same_partial_apply_and_scale_under_the_same_manager() {
+    let (client, mut server) = ApiServer::start();
+    let mut release = release("2.0");
+    let decision = only(
+        &mut release,
+        vec![
+            Action::SetImages {
+                kind: TargetKind::StatefulSet,
+                deployment: "worker".into(),
+                images: vec![("worker".into(), "ghcr.io/meet/worker:2.0".into())],
+            },
+            Action::Scale {
+                kind: TargetKind::StatefulSet,
+                deployment: "worker".into(),
+                replicas: 3,
+            },
+        ],
+    );
+    let task = tokio::spawn(run(client, release, decision));
+    let seen = server
+        .answer(
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "worker"}}),
+        )
+        .await;
+    assert_eq!(seen.method, "PATCH");
+    assert_eq!(
+        seen.uri,
+        "/apis/apps/v1/namespaces/meet/statefulsets/worker?&force=true&fieldManager=apprelease-operator"
+    );
+    assert_eq!(seen.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        seen.body,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "worker"},
+               "spec": {"template": {"spec": {"containers": [{"name": "worker", "image": "ghcr.io/meet/worker:2.0"}]}}}})
+    );
+    let seen = server.answer(200, json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "worker"}, "spec": {"replicas": 3}})).await;
+    assert_eq!(
+        (seen.method.as_str(), seen.uri.as_str()),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/meet/statefulsets/worker/scale?&fieldManager=apprelease-operator"
+        )
+    );
+    assert_eq!(seen.body, json!({"spec": {"replicas": 3}}));
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_stuck_pod_is_deleted_only_if_it_is_still_the_pod_seen() {
+    for (code, ok) in [(200, true), (404, true), (409, true), (403, false)] {
+        let (client, mut server) = ApiServer::start();
+        let mut release = release("2.0");
+        let decision = only(
+            &mut release,
+            vec![Action::DeletePod {
+                pod: "worker-2".into(),
+                uid: "uid-w2".into(),
+            }],
+        );
+        let task = tokio::spawn(run(client, release, decision));
+        let answer = if code == 200 {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker-2"}})
+        } else {
+            status_error(code, "x")
+        };
+        let seen = server.answer(code, answer).await;
+        assert_eq!(seen.method, "DELETE");
+        assert_eq!(seen.uri, "/api/v1/namespaces/meet/pods/worker-2?");
+        assert_eq!(seen.body["preconditions"], json!({"uid": "uid-w2"}));
+        assert_eq!(task.await.unwrap().is_ok(), ok, "answer {code}");
+    }
 }
 
 #[tokio::test]
@@ -365,6 +444,7 @@ async fn scaling_goes_through_the_scale_subresource() {
     let decision = only(
         &mut release,
         vec![Action::Scale {
+            kind: TargetKind::Deployment,
             deployment: "frontend".into(),
             replicas: 0,
         }],

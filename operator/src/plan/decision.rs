@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{
     APPROVE_ANNOTATION, AppRelease, AppReleaseSpec, AppReleaseStatus, Approval, ContainerImage,
-    DowngradePolicy, RETRY_ANNOTATION,
+    DowngradePolicy, RETRY_ANNOTATION, TargetKind,
 };
 use crate::jobs::names::JobKind;
 
+use super::milestone::Milestone;
 use super::observed::Observed;
 
 /// How long to wait before looking again while an upgrade runs, in case a watch event is
@@ -31,6 +32,8 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// Events to publish once the status is written.
     pub notes: Vec<Note>,
+    /// Upgrade milestones to notify once the status is written (see `milestone`).
+    pub milestones: Vec<Milestone>,
     /// When to look again at the latest.
     pub requeue_after: Duration,
     /// Whether the AppRelease should carry the operator's finalizer: while an upgrade is in
@@ -44,9 +47,11 @@ pub struct Decision {
 pub enum Action {
     /// Create a Job (adopting one of the same name that already exists).
     CreateJob(JobRequest),
-    /// Server-side apply of these container images on one Deployment.
+    /// Server-side apply of these container images on one target workload.
     SetImages {
-        /// Deployment name.
+        /// Deployment or StatefulSet.
+        kind: TargetKind,
+        /// Its name.
         deployment: String,
         /// (container, image) pairs.
         images: Vec<(String, String)>,
@@ -57,12 +62,23 @@ pub enum Action {
         /// Job name.
         job: String,
     },
-    /// Server-side apply of `spec.replicas` on one Deployment.
+    /// `spec.replicas` of one target workload, through its scale subresource.
     Scale {
-        /// Deployment name.
+        /// Deployment or StatefulSet.
+        kind: TargetKind,
+        /// Its name.
         deployment: String,
         /// The replica count.
         replicas: i32,
+    },
+    /// Deletes one pod of a StatefulSet target that its controller waits for forever (see
+    /// `DeploymentState::stuck_pods`), on the condition that it is still the pod with this
+    /// uid. The StatefulSet controller recreates it from the current template.
+    DeletePod {
+        /// Pod name.
+        pod: String,
+        /// Its uid (a precondition of the deletion).
+        uid: String,
     },
 }
 
@@ -128,6 +144,7 @@ pub struct Planner<'a> {
     pub status: AppReleaseStatus,
     actions: Vec<Action>,
     notes: Vec<Note>,
+    milestones: Vec<Milestone>,
     requeue_after: Duration,
 }
 
@@ -157,6 +174,7 @@ impl<'a> Planner<'a> {
             status,
             actions: Vec::new(),
             notes: Vec::new(),
+            milestones: Vec::new(),
             requeue_after: RESYNC,
         }
     }
@@ -175,6 +193,10 @@ impl<'a> Planner<'a> {
             reason: reason.into(),
             message: message.into(),
         });
+    }
+
+    pub fn milestone(&mut self, milestone: Milestone) {
+        self.milestones.push(milestone);
     }
 
     /// Look again within `after` at the latest.
@@ -305,6 +327,7 @@ impl<'a> Planner<'a> {
             status: self.status,
             actions: self.actions,
             notes: self.notes,
+            milestones: self.milestones,
             requeue_after: self.requeue_after.max(MIN_REQUEUE),
         }
     }

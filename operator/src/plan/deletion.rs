@@ -8,7 +8,7 @@
 //!    nothing undid it, else exactly `previousImages`; after a failed restore or
 //!    down-migration the database is in an unknown state and the targets are left as they
 //!    are, as a failed rollback leaves them;
-//! 3. once the Deployments carry that state, an Event says what happened and the finalizer
+//! 3. once the targets carry that state, an Event says what happened and the finalizer
 //!    goes, so the object and its Jobs go with it.
 
 use crate::api::{ContainerImage, MigrationPhase, Step, Upgrade, image};
@@ -52,6 +52,7 @@ pub fn decide(mut plan: Planner) -> Decision {
         };
         if images.iter().any(|(c, i)| d.image(c) != Some(i.as_str())) {
             plan.act(Action::SetImages {
+                kind: d.kind,
                 deployment: deployment.clone(),
                 images: images.clone(),
             });
@@ -63,6 +64,7 @@ pub fn decide(mut plan: Planner) -> Decision {
             && d.replicas != *count
         {
             plan.act(Action::Scale {
+                kind: d.kind,
                 deployment: deployment.clone(),
                 replicas: *count,
             });
@@ -178,7 +180,7 @@ fn wanted_state(plan: &Planner, upgrade: &Upgrade, data: Data) -> (Images, Vec<(
                     .spec
                     .targets
                     .iter()
-                    .find(|t| t.deployment == p.deployment)
+                    .find(|t| t.name() == p.deployment)
                     .and_then(|t| t.image.as_deref())
                     .unwrap_or_else(|| image::repository(&p.image));
                 ContainerImage {

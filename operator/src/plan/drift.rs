@@ -10,6 +10,7 @@ use crate::api::conditions::{ConditionStatus, Desired};
 use crate::api::{ContainerImage, Drift, DriftedImage};
 
 use super::decision::{Action, NoteType, Planner};
+use super::observed::Observed;
 
 /// Repairs are counted within this window.
 pub const WINDOW: Duration = Duration::from_secs(600);
@@ -57,7 +58,7 @@ pub fn repair(plan: &mut Planner, wanted: &[ContainerImage]) {
         // must not turn into a stream of new messages and Events.
         record.changes = changes.clone();
     }
-    let found = describe(&record.changes);
+    let found = describe(&record.changes, plan.observed);
     let version = plan.spec.version.clone();
     if record.stopped || record.repairs.len() >= MAX_REPAIRS {
         let message = format!(
@@ -92,12 +93,22 @@ pub fn repair(plan: &mut Planner, wanted: &[ContainerImage]) {
         return plan.requeue(wait);
     }
     for deployment in deployments(&changes) {
+        let kind = plan
+            .observed
+            .deployments
+            .get(&deployment)
+            .map(|d| d.kind)
+            .unwrap_or_default();
         let images = wanted
             .iter()
             .filter(|w| w.deployment == deployment)
             .map(|w| (w.container.clone(), w.image.clone()))
             .collect();
-        plan.act(Action::SetImages { deployment, images });
+        plan.act(Action::SetImages {
+            kind,
+            deployment,
+            images,
+        });
     }
     record.repairs.insert(0, plan.now());
     let message = format!(
@@ -162,7 +173,7 @@ fn drifted(plan: &Planner, wanted: &[ContainerImage]) -> Vec<DriftedImage> {
 }
 
 /// "Deployment frontend container web runs ghcr.io/meet/web:hotfix (set by kubectl-edit)".
-fn describe(changes: &[DriftedImage]) -> String {
+fn describe(changes: &[DriftedImage], observed: &Observed) -> String {
     changes
         .iter()
         .map(|c| {
@@ -172,8 +183,13 @@ fn describe(changes: &[DriftedImage]) -> String {
                 .map_or("by an unknown field manager".to_string(), |m| {
                     format!("set by {m}")
                 });
+            let kind = observed
+                .deployments
+                .get(&c.deployment)
+                .map(|d| d.kind)
+                .unwrap_or_default();
             format!(
-                "Deployment {} container {} runs {} ({by})",
+                "{kind} {} container {} runs {} ({by})",
                 c.deployment, c.container, c.found
             )
         })

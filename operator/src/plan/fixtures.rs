@@ -12,7 +12,7 @@ use crate::api::*;
 
 use super::decide;
 use super::decision::{Action, Decision};
-use super::observed::{DeploymentState, JobOutcome, JobState, Observed};
+use super::observed::{DeploymentState, JobOutcome, JobState, Observed, PodState};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
@@ -39,15 +39,10 @@ pub fn release(version: &str) -> AppRelease {
         version: version.into(),
         targets: vec![
             Target {
-                deployment: "backend".into(),
                 containers: Some(vec!["backend".into()]),
-                image: None,
+                ..Target::deployment("backend")
             },
-            Target {
-                deployment: "frontend".into(),
-                containers: None,
-                image: None,
-            },
+            Target::deployment("frontend"),
         ],
         backup: None,
         migration: None,
@@ -56,6 +51,7 @@ pub fn release(version: &str) -> AppRelease {
         rollback: RollbackSpec::default(),
         maintenance_windows: Vec::new(),
         suspend: false,
+        notifications: None,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
     };
@@ -169,6 +165,48 @@ pub fn deployment(images: &[(&str, &str)], replicas: i32) -> DeploymentState {
     }
 }
 
+/// A StatefulSet, fully rolled out, running `images`, with its pods `<name>-<ordinal>`.
+pub fn stateful_set(name: &str, images: &[(&str, &str)], replicas: i32) -> DeploymentState {
+    let list: Vec<&str> = images.iter().map(|(_, i)| *i).collect();
+    let revision = format!("rev-{}", list.join(","));
+    let mut state = DeploymentState {
+        kind: TargetKind::StatefulSet,
+        current_revision: revision.clone(),
+        update_revision: revision.clone(),
+        ready_replicas: replicas,
+        ..deployment(images, replicas)
+    };
+    state.pods = (0..replicas)
+        .map(|i| PodState {
+            name: format!("{name}-{i}"),
+            uid: format!("{name}-{i}-uid-1"),
+            revision: revision.clone(),
+            ready: true,
+        })
+        .collect();
+    state
+}
+
+/// `release` with a third target, the StatefulSet `worker` (every container).
+pub fn with_worker(mut r: AppRelease) -> AppRelease {
+    r.spec.targets.push(Target::stateful_set("worker"));
+    r
+}
+
+/// `cluster(version)` plus the StatefulSet `worker` (3 replicas) on `version`.
+pub fn cluster_with_worker(version: &str) -> Observed {
+    let mut observed = cluster(version);
+    observed.deployments.insert(
+        "worker".into(),
+        stateful_set(
+            "worker",
+            &[("worker", &format!("ghcr.io/meet/worker:{version}"))],
+            3,
+        ),
+    );
+    observed
+}
+
 /// The cluster with both targets on `version`.
 pub fn cluster(version: &str) -> Observed {
     let mut deployments = BTreeMap::new();
@@ -199,6 +237,8 @@ pub fn cluster(version: &str) -> Observed {
 pub struct Faults {
     /// Image tags that never become available.
     pub bad_tags: Vec<String>,
+    /// Whole images that never become available (one target's new version).
+    pub bad_images: Vec<String>,
 }
 
 /// A release and the cluster it lives in, advanced by decisions and by simulated time.
@@ -270,7 +310,9 @@ impl World {
                     );
                 }
             }
-            Action::SetImages { deployment, images } => {
+            Action::SetImages {
+                deployment, images, ..
+            } => {
                 let Some(d) = self.cluster.deployments.get_mut(deployment) else {
                     return;
                 };
@@ -282,9 +324,7 @@ impl World {
                     }
                 }
                 if changed {
-                    d.generation += 1;
-                    d.updated_replicas = 0;
-                    d.deadline_exceeded = false;
+                    template_changed(d);
                 }
             }
             Action::HandOver { job } => {
@@ -299,27 +339,44 @@ impl World {
             Action::Scale {
                 deployment,
                 replicas,
+                ..
             } => {
                 if let Some(d) = self.cluster.deployments.get_mut(deployment) {
                     d.replicas = *replicas;
                     d.generation += 1;
                 }
             }
+            Action::DeletePod { pod, uid } => {
+                for d in self.cluster.deployments.values_mut() {
+                    d.pods.retain(|p| !(p.name == *pod && p.uid == *uid));
+                }
+            }
         }
     }
 
-    /// Lets the deployment controller catch up: good images become available, bad ones stall
-    /// with ProgressDeadlineExceeded.
+    /// Someone else sets the image of container `index` of a target (a person, a GitOps tool).
+    pub fn set_image(&mut self, target: &str, index: usize, image: &str) {
+        let d = self.cluster.deployments.get_mut(target).unwrap();
+        d.containers[index].1 = image.into();
+        template_changed(d);
+    }
+
+    /// Lets the workload controllers catch up: good images become available, bad ones stall
+    /// (Deployments with ProgressDeadlineExceeded; StatefulSets as `settle_stateful_set` says).
     pub fn settle_deployments(&mut self) {
         for d in self.cluster.deployments.values_mut() {
             d.observed_generation = d.generation;
             let bad = d.containers.iter().any(|(_, image)| {
-                self.faults
-                    .bad_tags
-                    .iter()
-                    .any(|t| crate::api::image::tag(image) == Some(t.as_str()))
+                self.faults.bad_images.contains(image)
+                    || self
+                        .faults
+                        .bad_tags
+                        .iter()
+                        .any(|t| crate::api::image::tag(image) == Some(t.as_str()))
             });
-            if bad {
+            if d.kind == TargetKind::StatefulSet {
+                settle_stateful_set(d, bad);
+            } else if bad {
                 d.updated_replicas = d.replicas.min(1);
                 d.available_replicas = (d.replicas - 1).max(0);
                 d.status_replicas = d.replicas + d.updated_replicas;
@@ -418,6 +475,85 @@ impl World {
             self.advance(Duration::from_secs(10));
         }
         panic!("no rest after {limit} steps: {:#?}", self.status());
+    }
+}
+
+/// A template change, as the API server and the workload's controller record it.
+fn template_changed(d: &mut DeploymentState) {
+    d.generation += 1;
+    d.updated_replicas = 0;
+    d.deadline_exceeded = false;
+    if d.kind == TargetKind::StatefulSet {
+        // The revision names the template, as a ControllerRevision does: going back to an
+        // earlier template gives back its revision.
+        let images: Vec<&str> = d.containers.iter().map(|(_, i)| i.as_str()).collect();
+        d.update_revision = format!("rev-{}", images.join(","));
+        d.updated_replicas = d
+            .pods
+            .iter()
+            .filter(|p| p.revision == d.update_revision)
+            .count() as i32;
+    }
+}
+
+/// The StatefulSet controller with OrderedReady pod management, as far as the planner can
+/// tell: a pod that is not ready and not on the update revision blocks everything until it
+/// is deleted (the controller waits for it forever); otherwise pods are replaced from the
+/// highest ordinal down, and a pod of a bad template never becomes ready, which blocks the
+/// ones below it. The current revision catches up once every replica is updated and ready.
+/// A scale to zero removes every pod, stuck or not (the first unhealthy one may go).
+fn settle_stateful_set(d: &mut DeploymentState, bad: bool) {
+    let name = d
+        .pods
+        .first()
+        .and_then(|p| p.name.rsplit_once('-'))
+        .map_or("pod".to_string(), |(n, _)| n.to_string());
+    let replicas = usize::try_from(d.replicas).unwrap_or(0);
+    let blocked = d
+        .pods
+        .iter()
+        .any(|p| !p.ready && p.revision != d.update_revision);
+    if replicas == 0 {
+        d.pods.clear();
+    } else if !blocked {
+        let generation = d.generation;
+        let pod = |i: usize, revision: &str, ready: bool| PodState {
+            name: format!("{name}-{i}"),
+            uid: format!("{name}-{i}-uid-{generation}"),
+            revision: revision.to_string(),
+            ready,
+        };
+        let mut pods: Vec<PodState> = (0..replicas)
+            .map(|i| {
+                d.pods
+                    .iter()
+                    .find(|p| p.name == format!("{name}-{i}"))
+                    .cloned()
+                    .unwrap_or_else(|| pod(i, &d.update_revision, !bad))
+            })
+            .collect();
+        // From the highest ordinal down, each old pod is replaced; a new one that does not
+        // become ready stops the update there.
+        for i in (0..replicas).rev() {
+            if pods[i].revision != d.update_revision {
+                pods[i] = pod(i, &d.update_revision, !bad);
+            }
+            if !pods[i].ready {
+                break;
+            }
+        }
+        d.pods = pods;
+    }
+    let count = |f: &dyn Fn(&PodState) -> bool| d.pods.iter().filter(|p| f(p)).count() as i32;
+    d.status_replicas = d.pods.len() as i32;
+    d.updated_replicas = count(&|p| p.revision == d.update_revision);
+    d.ready_replicas = count(&|p| p.ready);
+    d.available_replicas = d.ready_replicas;
+    if d.updated_replicas == d.replicas
+        && d.ready_replicas == d.replicas
+        && d.status_replicas == d.replicas
+    {
+        d.current_revision = d.update_revision.clone();
     }
 }
 

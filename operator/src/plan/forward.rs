@@ -26,7 +26,7 @@ pub fn stopping(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         .spec
         .targets
         .iter()
-        .map(|t| t.deployment.clone())
+        .map(|t| t.name().to_string())
         .collect();
     if upgrade.previous_replicas.is_empty() {
         note_autoscalers(plan, &names);
@@ -69,8 +69,8 @@ fn note_autoscalers(plan: &mut Planner, names: &[String]) {
         };
         if let Some(hpa) = d.autoscaler.clone() {
             let message = format!(
-                "Deployment {name} is scaled by HorizontalPodAutoscaler {hpa}: the offline upgrade scales it to zero (an autoscaler leaves a target at zero alone) and back to its {} replicas, then leaves the count to the autoscaler again",
-                d.replicas
+                "{} {name} is scaled by HorizontalPodAutoscaler {hpa}: the offline upgrade scales it to zero (an autoscaler leaves a target at zero alone) and back to its {} replicas, then leaves the count to the autoscaler again",
+                d.kind, d.replicas
             );
             plan.note(NoteType::Normal, "AutoscaledTarget", message);
         }
@@ -196,10 +196,11 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     let Some(target) = plan.spec.targets.get(index) else {
         return after_rollout(plan, upgrade);
     };
-    let Some(deployment) = plan.observed.deployments.get(&target.deployment) else {
+    let Some(deployment) = plan.observed.deployments.get(target.name()) else {
         let message = format!(
-            "Deployment {} was deleted during the upgrade",
-            target.deployment
+            "{} {} was deleted during the upgrade",
+            target.kind(),
+            target.name()
         );
         return rollout_failed(message);
     };
@@ -209,14 +210,17 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     };
     remember_previous(plan, &wanted);
     if !targets::missing(&wanted, plan.observed).is_empty() {
-        let images = apply_body(plan, &target.deployment, &wanted);
+        let images = apply_body(plan, target.name(), &wanted);
         plan.act(Action::SetImages {
-            deployment: target.deployment.clone(),
+            kind: target.kind(),
+            deployment: target.name().to_string(),
             images,
         });
         return Transition::Wait(format!(
-            "rolling out {} to Deployment {}",
-            upgrade.to, target.deployment
+            "rolling out {} to {} {}",
+            upgrade.to,
+            target.kind(),
+            target.name()
         ));
     }
     if deployment.is_rolled_out() {
@@ -224,15 +228,17 @@ pub fn rolling_out(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     }
     if let Some(why) = given_up(plan, upgrade, deployment) {
         return rollout_failed(format!(
-            "Deployment {} did not become available with {}: {why} ({})",
-            target.deployment,
+            "{} {} did not become available with {}: {why} ({})",
+            target.kind(),
+            target.name(),
             upgrade.to,
             deployment.progress()
         ));
     }
     Transition::Wait(format!(
-        "waiting for Deployment {} to roll out {}: {}",
-        target.deployment,
+        "waiting for {} {} to roll out {}: {}",
+        target.kind(),
+        target.name(),
         upgrade.to,
         deployment.progress()
     ))
@@ -283,7 +289,7 @@ fn rollout_images(
     let recorded: Vec<ContainerImage> = upgrade
         .previous_images
         .iter()
-        .filter(|p| p.deployment == target.deployment)
+        .filter(|p| p.deployment == target.name())
         .map(|p| {
             let repository = target
                 .image
@@ -305,8 +311,10 @@ fn rollout_images(
         return Err(targets::TargetError {
             reason: "InvalidSpec",
             message: format!(
-                "container {} of Deployment {} was removed during the upgrade",
-                gone.container, gone.deployment
+                "container {} of {} {} was removed during the upgrade",
+                gone.container,
+                target.kind(),
+                gone.deployment
             ),
         });
     }
@@ -332,12 +340,13 @@ pub fn starting(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     for r in &upgrade.previous_replicas {
         let Some(deployment) = plan.observed.deployments.get(&r.deployment) else {
             return rollout_failed(format!(
-                "Deployment {} was deleted during the upgrade",
+                "target {} was deleted during the upgrade",
                 r.deployment
             ));
         };
         if deployment.replicas == 0 && r.replicas != 0 {
             plan.act(Action::Scale {
+                kind: deployment.kind,
                 deployment: r.deployment.clone(),
                 replicas: r.replicas,
             });
@@ -345,7 +354,8 @@ pub fn starting(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         } else if !deployment.is_rolled_out() {
             if let Some(why) = given_up(plan, upgrade, deployment) {
                 return rollout_failed(format!(
-                    "Deployment {} did not become available with {} after starting: {why} ({})",
+                    "{} {} did not become available with {} after starting: {why} ({})",
+                    deployment.kind,
                     r.deployment,
                     upgrade.to,
                     deployment.progress()

@@ -91,6 +91,10 @@ fn upgrade_to_start(plan: &mut Planner) -> Option<Vec<ContainerImage>> {
         drift::repair(plan, &wanted);
         return None;
     }
+    if let Some(message) = targets::unsupported_strategy(&wanted, plan.observed) {
+        plan.blocked("UnsupportedUpdateStrategy", &message);
+        return None;
+    }
     if carried.is_none() {
         let mixed = targets::mixed_versions(&wanted, plan.observed);
         if !mixed.is_empty() {
@@ -203,8 +207,8 @@ fn at_rest(plan: &mut Planner) {
         .targets
         .iter()
         .filter_map(|t| {
-            let d = plan.observed.deployments.get(&t.deployment)?;
-            (!d.is_rolled_out()).then(|| format!("{} ({})", t.deployment, d.progress()))
+            let d = plan.observed.deployments.get(t.name())?;
+            (!d.is_rolled_out()).then(|| format!("{} ({})", t.name(), d.progress()))
         })
         .collect();
     let ready = if unready.is_empty() {

@@ -102,8 +102,10 @@ fn next_target(plan: &mut Planner, upgrade: &Upgrade) {
     let index = usize::try_from(upgrade.targets_done).unwrap_or(0);
     if let Some(target) = plan.spec.targets.get(index) {
         let message = format!(
-            "Deployment {} runs {} and is available",
-            target.deployment, upgrade.to
+            "{} {} runs {} and is available",
+            target.kind(),
+            target.name(),
+            upgrade.to
         );
         plan.note(NoteType::Normal, "TargetReady", message);
     }
@@ -119,6 +121,7 @@ fn roll_back(plan: &mut Planner, upgrade: &Upgrade, reason: &str, message: Strin
         reason,
         format!("{message}; rolling back"),
     );
+    super::milestone::rolling_back(plan, upgrade, reason, &message);
     if let Some(u) = plan.status.upgrade.as_mut() {
         u.failure = Some(Failure {
             reason: reason.to_string(),

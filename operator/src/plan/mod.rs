@@ -16,6 +16,7 @@ mod forward;
 mod idle;
 mod job_progress;
 mod machine;
+pub mod milestone;
 pub mod observed;
 mod outcome;
 mod replicas;
@@ -36,11 +37,15 @@ mod downgrade_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod milestone_tests;
+#[cfg(test)]
 mod offline_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod rest_tests;
+#[cfg(test)]
+mod statefulset_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -49,7 +54,8 @@ mod window_properties;
 mod window_tests;
 
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
-pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer};
+pub use milestone::{Milestone, MilestoneKind};
+pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
 
 use crate::api::{AppRelease, validate};
 
@@ -57,11 +63,11 @@ use crate::api::{AppRelease, validate};
 /// of them. The claim goes when that release lets go, which no watch of ours reports, so the
 /// caller looks again after a poll interval.
 fn claimed(release: &AppRelease, observed: &Observed) -> Option<String> {
-    let targets: Vec<String> = release
+    let targets: Vec<(crate::api::TargetKind, String)> = release
         .spec
         .targets
         .iter()
-        .map(|t| t.deployment.clone())
+        .map(|t| (t.kind(), t.name().to_string()))
         .collect();
     let claimed = claims::claimed_targets(
         release.metadata.name.as_deref().unwrap_or_default(),
@@ -78,10 +84,10 @@ fn claimed(release: &AppRelease, observed: &Observed) -> Option<String> {
     }
     let owners: Vec<String> = claimed
         .iter()
-        .map(|(deployment, owner)| format!("Deployment {deployment} belongs to AppRelease {owner}"))
+        .map(|((kind, name), owner)| format!("{kind} {name} belongs to AppRelease {owner}"))
         .collect();
     Some(format!(
-        "{}, created earlier; a Deployment is upgraded by one AppRelease only, so nothing was changed. Remove it from one of the two; this AppRelease goes on by itself once the other lets go.",
+        "{}, created earlier; a workload is upgraded by one AppRelease only, so nothing was changed. Remove it from one of the two; this AppRelease goes on by itself once the other lets go.",
         owners.join(", ")
     ))
 }

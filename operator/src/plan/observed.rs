@@ -5,12 +5,16 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::api::TargetKind;
+
 /// A snapshot of the objects one AppRelease depends on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
     /// The time of the snapshot; deadlines are measured against it.
     pub now: DateTime<Utc>,
-    /// The target Deployments that exist, by name.
+    /// The target workloads (Deployments and StatefulSets) that exist, by target name:
+    /// validation keeps target names unique across kinds. Each is read as the kind its
+    /// target names, so a StatefulSet stands here only for a `statefulSet` target.
     pub deployments: BTreeMap<String, DeploymentState>,
     /// The Jobs the AppRelease owns, by name.
     pub jobs: BTreeMap<String, JobState>,
@@ -18,20 +22,22 @@ pub struct Observed {
     pub peers: Vec<Peer>,
 }
 
-/// Another AppRelease of the same namespace: which Deployments it targets, and since when.
+/// Another AppRelease of the same namespace: which workloads it targets, and since when.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peer {
     /// Its name.
     pub name: String,
     /// Its `metadata.creationTimestamp`.
     pub created: Option<DateTime<Utc>>,
-    /// The Deployments it lists in `spec.targets`.
-    pub deployments: Vec<String>,
+    /// The workloads it lists in `spec.targets`: (kind, name).
+    pub targets: Vec<(TargetKind, String)>,
 }
 
-/// What matters of a Deployment.
+/// What matters of a target workload: a Deployment, or a StatefulSet (`kind`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeploymentState {
+    /// Which kind of workload this is; readiness is decided by its kind's rule.
+    pub kind: TargetKind,
     /// Containers of the pod template (not init containers), in order: (name, image).
     pub containers: Vec<(String, String)>,
     /// `spec.replicas` (1 when unset, as the API server defaults it).
@@ -46,6 +52,22 @@ pub struct DeploymentState {
     pub updated_replicas: i32,
     /// `status.availableReplicas`.
     pub available_replicas: i32,
+    /// `status.readyReplicas` (read for StatefulSets).
+    pub ready_replicas: i32,
+    /// StatefulSet `status.currentRevision`: the revision the pods ran before the update
+    /// (empty for a Deployment).
+    pub current_revision: String,
+    /// StatefulSet `status.updateRevision`: the revision of the current pod template.
+    pub update_revision: String,
+    /// StatefulSet `spec.updateStrategy.type` is `OnDelete`: the controller never replaces
+    /// a pod for a new template.
+    pub on_delete: bool,
+    /// StatefulSet `spec.updateStrategy.rollingUpdate.partition`: pods with a lower ordinal
+    /// keep the old template.
+    pub partition: i32,
+    /// The pods of a StatefulSet (empty for a Deployment): a rollback needs to replace the
+    /// ones its controller waits for forever (see `rollback`).
+    pub pods: Vec<PodState>,
     /// The Progressing condition says ProgressDeadlineExceeded.
     pub deadline_exceeded: bool,
     /// `spec.paused`: the Deployment controller rolls nothing out until it is unpaused.
@@ -70,13 +92,66 @@ impl DeploymentState {
             .map(|(_, image)| image.as_str())
     }
 
-    /// Fully rolled out, the way `kubectl rollout status` decides it: the controller has seen
-    /// the current template, every replica runs it, no old pod is left, and all are available.
+    /// Fully rolled out. A Deployment the way `kubectl rollout status` decides it: the
+    /// controller has seen the current template, every replica runs it, no old pod is left,
+    /// and all are available. A StatefulSet: the controller has seen the current template,
+    /// finished the update (`updateRevision == currentRevision`: it sets the current
+    /// revision only once every replica is updated and ready), and every replica runs the
+    /// update revision and is ready.
     pub fn is_rolled_out(&self) -> bool {
-        self.observed_generation >= self.generation
-            && self.updated_replicas >= self.replicas
-            && self.status_replicas <= self.updated_replicas
-            && self.available_replicas >= self.replicas
+        match self.kind {
+            TargetKind::Deployment => {
+                self.observed_generation >= self.generation
+                    && self.updated_replicas >= self.replicas
+                    && self.status_replicas <= self.updated_replicas
+                    && self.available_replicas >= self.replicas
+            }
+            TargetKind::StatefulSet => {
+                self.observed_generation >= self.generation
+                    && !self.update_revision.is_empty()
+                    && self.update_revision == self.current_revision
+                    && self.updated_replicas == self.replicas
+                    && self.ready_replicas == self.replicas
+                    && self.status_replicas == self.replicas
+            }
+        }
+    }
+
+    /// Why a rollout of a new template would never finish, for a StatefulSet whose update
+    /// strategy leaves pods on the old template: `OnDelete`, or a partition above zero.
+    pub fn unsupported_strategy(&self) -> Option<String> {
+        if self.kind != TargetKind::StatefulSet {
+            return None;
+        }
+        if self.on_delete {
+            return Some(
+                "its updateStrategy is OnDelete: the StatefulSet controller replaces no pod for a new template, so the rollout would never finish".into(),
+            );
+        }
+        (self.partition > 0).then(|| {
+            format!(
+                "its updateStrategy.rollingUpdate.partition is {}: pods with a lower ordinal keep the old template, so the rollout would never finish",
+                self.partition
+            )
+        })
+    }
+
+    /// The StatefulSet pods its controller would wait for forever after a template change:
+    /// not ready and not on the update revision. With the default OrderedReady pod
+    /// management the controller neither goes on nor replaces such a pod, so rolling back
+    /// a failed update needs them deleted (the StatefulSet documentation's "forced
+    /// rollback"); the controller then recreates them from the reverted template.
+    pub fn stuck_pods(&self) -> Vec<&PodState> {
+        if self.kind != TargetKind::StatefulSet
+            || self.observed_generation < self.generation
+            || self.update_revision.is_empty()
+        {
+            return Vec::new();
+        }
+        self.pods
+            .iter()
+            .filter(|p| !p.ready && p.revision != self.update_revision)
+            .collect()
     }
 
     /// No pod is left (after a scale to zero).
@@ -84,13 +159,39 @@ impl DeploymentState {
         self.observed_generation >= self.generation && self.status_replicas == 0
     }
 
-    /// A short account for messages: "1/3 updated, 0/3 available".
+    /// A short account for messages: "1/3 updated, 0/3 available" (for a StatefulSet
+    /// "1/3 updated, 2/3 ready, currentRevision worker-7c9b2, updateRevision worker-5d4f8").
     pub fn progress(&self) -> String {
-        format!(
-            "{}/{} updated, {}/{} available",
-            self.updated_replicas, self.replicas, self.available_replicas, self.replicas
-        )
+        match self.kind {
+            TargetKind::Deployment => format!(
+                "{}/{} updated, {}/{} available",
+                self.updated_replicas, self.replicas, self.available_replicas, self.replicas
+            ),
+            TargetKind::StatefulSet => format!(
+                "{}/{} updated, {}/{} ready, currentRevision {}, updateRevision {}",
+                self.updated_replicas,
+                self.replicas,
+                self.ready_replicas,
+                self.replicas,
+                self.current_revision,
+                self.update_revision
+            ),
+        }
     }
+}
+
+/// A pod of a StatefulSet target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodState {
+    /// Its name.
+    pub name: String,
+    /// Its uid: a deletion names it, so that the pod the controller recreates under the
+    /// same name is never deleted by mistake.
+    pub uid: String,
+    /// Its `controller-revision-hash` label: the StatefulSet revision it runs.
+    pub revision: String,
+    /// Running with the Ready condition true.
+    pub ready: bool,
 }
 
 /// What matters of a Job.

@@ -24,6 +24,7 @@ fn scales(decision: &super::Decision) -> Vec<(String, i32)> {
             Action::Scale {
                 deployment,
                 replicas,
+                ..
             } => Some((deployment.clone(), *replicas)),
             _ => None,
         })

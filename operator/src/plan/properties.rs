@@ -64,6 +64,11 @@ struct Config {
     offline: bool,
     manual: bool,
     downgrade: DowngradePolicy,
+    /// The frontend is a StatefulSet instead of a Deployment.
+    stateful: bool,
+    /// A version whose frontend image alone never becomes available: the rollout fails
+    /// after the backend changed.
+    frontend_bad: Option<&'static str>,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -83,9 +88,15 @@ fn config() -> impl Strategy<Value = Config> {
         prop::bool::weighted(0.8),
         prop::sample::subsequence(vec!["2.0", "3.0", "4.0"], 0..=2),
         any::<bool>(),
-        any::<bool>(),
-        prop::bool::weighted(0.3),
-        prop_oneof![Just(DowngradePolicy::Refuse), Just(DowngradePolicy::Allow)],
+        (
+            any::<bool>(),
+            prop_oneof![Just(None), Just(Some("2.0")), Just(Some("3.0"))],
+        ),
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.3),
+            prop_oneof![Just(DowngradePolicy::Refuse), Just(DowngradePolicy::Allow)],
+        ),
     )
         .prop_map(
             |(
@@ -96,9 +107,8 @@ fn config() -> impl Strategy<Value = Config> {
                 automatic,
                 bad_tags,
                 preset,
-                offline,
-                manual,
-                downgrade,
+                (stateful, frontend_bad),
+                (offline, manual, downgrade),
             )| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
@@ -111,6 +121,8 @@ fn config() -> impl Strategy<Value = Config> {
                 offline,
                 manual,
                 downgrade,
+                stateful,
+                frontend_bad,
             },
         )
 }
@@ -133,6 +145,14 @@ fn build(config: &Config) -> World {
         r.spec.rollback.restore = None;
     }
     r.spec.rollback.automatic = config.automatic;
+    let mut observed = cluster("1.0");
+    if config.stateful {
+        r.spec.targets[1] = Target::stateful_set("frontend");
+        let images: Vec<(&str, &str)> = vec![("web", "ghcr.io/meet/web:1.0")];
+        observed
+            .deployments
+            .insert("frontend".into(), stateful_set("frontend", &images, 2));
+    }
     if config.offline {
         r = offline(r);
     }
@@ -140,8 +160,13 @@ fn build(config: &Config) -> World {
         r.spec.approval = Approval::Manual;
     }
     r.spec.downgrade = config.downgrade;
-    let mut world = World::new(r, cluster("1.0"));
+    let mut world = World::new(r, observed);
     world.faults.bad_tags = config.bad_tags.iter().map(|t| t.to_string()).collect();
+    world.faults.bad_images = config
+        .frontend_bad
+        .iter()
+        .map(|v| format!("ghcr.io/meet/web:{v}"))
+        .collect();
     world
 }
 
@@ -205,9 +230,7 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             world.release.metadata.annotations = Some([(RETRY_ANNOTATION.to_string(), n)].into());
         }
         Event::ForeignImage(tag) => {
-            let d = world.cluster.deployments.get_mut("frontend").unwrap();
-            d.containers[0].1 = format!("ghcr.io/meet/web:{tag}");
-            d.generation += 1;
+            world.set_image("frontend", 0, &format!("ghcr.io/meet/web:{tag}"));
         }
         // Without the finalizer it is gone at once (see `gone`).
         Event::Approve(version) => {
@@ -393,6 +416,25 @@ fn check_decision(
         prop_assert_eq!(&was.previous_replicas, &now.previous_replicas);
     }
 
+    // The one deletion: during a rollback, a StatefulSet pod the decision saw stuck (not
+    // ready, not on the update revision of a template its controller has seen).
+    for action in &decision.actions {
+        if let Action::DeletePod { pod, uid } = action {
+            prop_assert_eq!(
+                status.upgrade.as_ref().map(|u| u.step),
+                Some(Step::RollingBack),
+                "pod {} deleted outside a rollback",
+                pod
+            );
+            let stuck = seen
+                .deployments
+                .values()
+                .flat_map(|d| d.stuck_pods())
+                .any(|p| &p.name == pod && &p.uid == uid);
+            prop_assert!(stuck, "pod {} was not stuck", pod);
+        }
+    }
+
     // Invariant 5: a rollback is declared finished only when the cluster it looked at runs
     // exactly the recorded previous images.
     if let (Some(upgrade), Some(last)) = (&before.upgrade, status.history.first())
@@ -453,6 +495,7 @@ proptest! {
         for event in &events {
             play(&mut world, event)?;
         }
+        super::milestone_tests::check_grammar(&world).map_err(TestCaseError::fail)?;
     }
 
     #[test]
@@ -462,7 +505,9 @@ proptest! {
         let mut world = build(&config);
         let mut outcomes = outcomes.into_iter();
         for _ in 0..12 {
-            match world.run(50) {
+            // A StatefulSet has no progress deadline: a stalled one fails at the rollout timeout
+            // (10m, 60 steps of 10 s), then rolls back.
+            match world.run(200) {
                 Some(job) => {
                     let outcome = if outcomes.next().unwrap_or(true) { JobOutcome::Succeeded } else { JobOutcome::Failed("x".into()) };
                     let report = job.contains("-backup-").then(|| preset_report(&job));
@@ -472,6 +517,11 @@ proptest! {
             }
         }
         prop_assert!(world.status().upgrade.is_none(), "still in flight: {:?}", world.status().upgrade);
+        // The previous version always comes back: a StatefulSet stuck on a pod of the failed
+        // version is unstuck by the rollback, not left to time out.
+        for entry in &world.status().history {
+            prop_assert!(!entry.message.contains("did not become available again"), "{}", entry.message);
+        }
         let ready = conditions::get(&world.status().conditions, conditions::READY).unwrap();
         let expected_ready = world.status().current_version.as_deref() == Some("2.0");
         prop_assert_eq!(ready.status == ConditionStatus::True, expected_ready, "{:?}", ready);
@@ -480,6 +530,25 @@ proptest! {
         let result = world.status().history.first().map(|h| h.result);
         if matches!(result, Some(UpgradeResult::Succeeded | UpgradeResult::RolledBack | UpgradeResult::Aborted)) {
             prop_assert_eq!(world.replicas(), (3, 2), "{:?}", world.status().history.first());
+        }
+    }
+
+    #[test]
+    fn statefulsets_that_would_never_roll_out_are_never_changed(on_delete in any::<bool>(), partition in 0i32..4, version in prop_oneof![Just("1.0"), Just("2.0")]) {
+        let mut r = full(version);
+        r.spec.targets.push(Target::stateful_set("worker"));
+        let mut observed = cluster_with_worker("1.0");
+        let d = observed.deployments.get_mut("worker").unwrap();
+        d.on_delete = on_delete;
+        d.partition = partition;
+        let decision = decide(&r, &observed);
+        let ready = conditions::get(&decision.status.conditions, conditions::READY).unwrap();
+        if version != "1.0" && (on_delete || partition > 0) {
+            prop_assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+            prop_assert!(decision.status.upgrade.is_none());
+            prop_assert_eq!(ready.reason.as_str(), "UnsupportedUpdateStrategy");
+        } else {
+            prop_assert_ne!(ready.reason.as_str(), "UnsupportedUpdateStrategy");
         }
     }
 
@@ -518,7 +587,7 @@ proptest! {
     #[test]
     fn unknown_targets_change_nothing(deployment in "[a-z][a-z0-9-]{0,20}", container in "[a-z]{1,8}") {
         let mut r = full("2.0");
-        r.spec.targets[1].deployment = deployment.clone();
+        r.spec.targets[1].deployment = Some(deployment.clone());
         r.spec.targets[0].containers = Some(vec![container.clone()]);
         let decision = decide(&r, &cluster("1.0"));
         let known = (deployment == "frontend" || deployment == "backend") && (container == "backend" || container == "sidecar");

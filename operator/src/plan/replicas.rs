@@ -47,6 +47,7 @@ pub fn scale_to_zero(plan: &mut Planner) -> Vec<String> {
         let (scaled, gone) = (d.replicas == 0, d.is_scaled_down());
         if !scaled {
             plan.act(Action::Scale {
+                kind: d.kind,
                 deployment: r.deployment.clone(),
                 replicas: 0,
             });

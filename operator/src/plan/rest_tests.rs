@@ -15,7 +15,9 @@ fn image_applies(decision: &Decision) -> Vec<(String, Vec<(String, String)>)> {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::SetImages { deployment, images } => Some((deployment.clone(), images.clone())),
+            Action::SetImages {
+                deployment, images, ..
+            } => Some((deployment.clone(), images.clone())),
             _ => None,
         })
         .collect()
@@ -321,7 +323,7 @@ fn claimed_by_older(mut world: World) -> World {
     world.cluster.peers = vec![super::Peer {
         name: "meet-old".into(),
         created: Some(created - chrono::Duration::days(3)),
-        deployments: vec!["frontend".into()],
+        targets: vec![(TargetKind::Deployment, "frontend".into())],
     }];
     world
 }

@@ -116,10 +116,25 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
             .any(|(c, image)| d.image(c) != Some(image.as_str()))
         {
             plan.act(Action::SetImages {
+                kind: d.kind,
                 deployment: deployment.clone(),
                 images,
             });
             pending.push(deployment.clone());
+        } else {
+            // A StatefulSet waits forever for a pod of the failed version to become ready
+            // before it replaces it; the template is back, so that pod goes (forced rollback).
+            for pod in d.stuck_pods() {
+                plan.act(Action::DeletePod {
+                    pod: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                });
+                let message = format!(
+                    "deleted pod {} of StatefulSet {deployment}: it runs the failed version and is not ready, and its controller would wait for it forever; it is recreated from the previous template",
+                    pod.name
+                );
+                plan.note(NoteType::Normal, "StuckPodDeleted", message);
+            }
         }
         if let Some(r) = upgrade
             .previous_replicas
@@ -128,6 +143,7 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
             && d.replicas != r.replicas
         {
             plan.act(Action::Scale {
+                kind: d.kind,
                 deployment: deployment.clone(),
                 replicas: r.replicas,
             });

@@ -71,6 +71,7 @@ pub fn begin(plan: &mut Planner, wanted: Vec<ContainerImage>) {
         migration_started: false,
         failure: None,
     });
+    super::milestone::started(plan);
     if backup {
         plan_prune(plan);
     }
@@ -115,6 +116,7 @@ pub fn chain(plan: &mut Planner, ended: &Upgrade) {
         ),
     );
     plan.status.upgrade = Some(chained);
+    super::milestone::started(plan);
     if needs_backup {
         plan_prune(plan);
     }

@@ -1,4 +1,5 @@
-//! The images each target should run, computed from the spec and the Deployments as they are.
+//! The images each target should run, computed from the spec and the workloads (Deployments
+//! and StatefulSets) as they are.
 
 use crate::api::{AppReleaseSpec, ContainerImage, Target, image};
 
@@ -24,12 +25,13 @@ pub fn desired_images(
 ) -> Result<Vec<ContainerImage>, TargetError> {
     let mut images = Vec::new();
     for (i, target) in spec.targets.iter().enumerate() {
-        let Some(deployment) = observed.deployments.get(&target.deployment) else {
+        let Some(deployment) = observed.deployments.get(target.name()) else {
             return Err(TargetError {
                 reason: "TargetNotFound",
                 message: format!(
-                    "Deployment {:?} (spec.targets[{i}]) does not exist in this namespace",
-                    target.deployment
+                    "{} {:?} (spec.targets[{i}]) does not exist in this namespace",
+                    target.kind(),
+                    target.name()
                 ),
             });
         };
@@ -53,8 +55,9 @@ pub fn target_images(
     let selected = selected_containers(target, deployment, version, carried);
     if selected.is_empty() {
         return Err(invalid(format!(
-            "Deployment {:?} has no containers",
-            target.deployment
+            "{} {:?} has no containers",
+            target.kind(),
+            target.name()
         )));
     }
     selected
@@ -63,20 +66,22 @@ pub fn target_images(
             let Some(current) = deployment.image(container) else {
                 let present: Vec<&str> = deployment.containers.iter().map(|(n, _)| n.as_str()).collect();
                 return Err(invalid(format!(
-                    "spec.targets[{index}].containers: Deployment {:?} has no container {container:?} (it has {})",
-                    target.deployment,
+                    "spec.targets[{index}].containers: {} {:?} has no container {container:?} (it has {})",
+                    target.kind(),
+                    target.name(),
                     present.join(", ")
                 )));
             };
             let repository = target.image.as_deref().unwrap_or_else(|| image::repository(current));
             if repository.is_empty() {
                 return Err(invalid(format!(
-                    "container {container:?} of Deployment {:?} has no image; set spec.targets[{index}].image",
-                    target.deployment
+                    "container {container:?} of {} {:?} has no image; set spec.targets[{index}].image",
+                    target.kind(),
+                    target.name()
                 )));
             }
             Ok(ContainerImage {
-                deployment: target.deployment.clone(),
+                deployment: target.name().to_string(),
                 container: container.to_string(),
                 image: image::with_tag(repository, version),
             })
@@ -136,14 +141,14 @@ pub fn untouched_containers(
 ) -> Vec<ContainerImage> {
     let mut untouched = Vec::new();
     for target in spec.targets.iter().filter(|t| t.containers.is_none()) {
-        let Some(deployment) = observed.deployments.get(&target.deployment) else {
+        let Some(deployment) = observed.deployments.get(target.name()) else {
             continue;
         };
         let selected = selected_containers(target, deployment, &spec.version, carried);
         for (name, current) in &deployment.containers {
             if !selected.contains(&name.as_str()) {
                 untouched.push(ContainerImage {
-                    deployment: target.deployment.clone(),
+                    deployment: target.name().to_string(),
                     container: name.clone(),
                     image: current.clone(),
                 });
@@ -200,4 +205,18 @@ pub fn current_images(wanted: &[ContainerImage], observed: &Observed) -> Vec<Con
             })
         })
         .collect()
+}
+
+/// Why an upgrade may not start: a StatefulSet among those that would change whose update
+/// strategy never replaces its pods (`OnDelete`, or a partition above zero). Its rollout
+/// would never finish, and neither would the rollback after the timeout, so nothing is
+/// changed and a human is asked to change the strategy.
+pub fn unsupported_strategy(wanted: &[ContainerImage], observed: &Observed) -> Option<String> {
+    missing(wanted, observed).into_iter().find_map(|w| {
+        let why = observed.deployments.get(&w.deployment)?.unsupported_strategy()?;
+        Some(format!(
+            "StatefulSet {} cannot be upgraded: {why}. Nothing was changed. Set its spec.updateStrategy to RollingUpdate without a partition (the default), or upgrade it by hand and take it out of spec.targets.",
+            w.deployment
+        ))
+    })
 }

@@ -107,7 +107,7 @@ fn invalid_specs_get_a_readable_condition_and_change_nothing() {
         ),
         (
             "bad deployment name",
-            Box::new(|r| r.spec.targets[0].deployment = "Back_End".into()),
+            Box::new(|r| r.spec.targets[0].deployment = Some("Back_End".into())),
             "not a Deployment name",
         ),
         (

@@ -162,11 +162,7 @@ pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 pub fn release(preset: BackupPreset) -> AppRelease {
     let spec = AppReleaseSpec {
         version: "2.0".into(),
-        targets: vec![Target {
-            deployment: "web".into(),
-            containers: None,
-            image: None,
-        }],
+        targets: vec![Target::deployment("web")],
         backup: Some(BackupSpec {
             template: None,
             preset: Some(preset),
@@ -183,6 +179,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
         },
         maintenance_windows: Vec::new(),
         suspend: false,
+        notifications: None,
         approval: Approval::default(),
         downgrade: DowngradePolicy::default(),
     };
@@ -261,7 +258,9 @@ impl Operator {
                 match action {
                     Action::CreateJob(request) if request.kind == kind => return request.clone(),
                     Action::CreateJob(request) => panic!("unexpected Job {request:?}"),
-                    Action::SetImages { deployment, images } => {
+                    Action::SetImages {
+                        deployment, images, ..
+                    } => {
                         let d = self.cluster.deployments.get_mut(deployment).unwrap();
                         for (container, image) in images {
                             if let Some(slot) =
@@ -281,6 +280,7 @@ impl Operator {
                     Action::Scale {
                         deployment,
                         replicas,
+                        ..
                     } => {
                         let d = self.cluster.deployments.get_mut(deployment).unwrap();
                         d.replicas = *replicas;
@@ -290,6 +290,8 @@ impl Operator {
                     }
                     // The Jobs here are recorded as owned already.
                     Action::HandOver { .. } => {}
+                    // Only StatefulSet targets have pods to delete; these are Deployments.
+                    Action::DeletePod { .. } => panic!("no StatefulSet here: {action:?}"),
                 }
             }
             self.cluster.now += chrono::Duration::seconds(10);

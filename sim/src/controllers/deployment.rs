@@ -23,8 +23,10 @@ pub(super) struct SimPod {
     pub name: String,
     /// The pod-template-hash of its template.
     pub template_hash: String,
-    images: Vec<String>,
-    created: Instant,
+    /// The images of its template (for image faults).
+    pub images: Vec<String>,
+    /// When it was created, in the simulated clock's terms.
+    pub created: Instant,
     /// Wall-clock creation time.
     pub started_at: String,
     /// Ready as of the last pass.
@@ -93,7 +95,7 @@ fn without_nulls(v: &Value) -> Value {
 }
 
 /// A short stable hash of the pod template (like `pod-template-hash`).
-fn template_hash(template: Option<&Value>) -> String {
+pub(super) fn template_hash(template: Option<&Value>) -> String {
     let text = template
         .map(|t| without_nulls(t).to_string())
         .unwrap_or_default();

@@ -1,4 +1,4 @@
-//! Simulated controllers: garbage collection, Deployments and Jobs. Each runs as a task
+//! Simulated controllers: garbage collection, Deployments, StatefulSets and Jobs. Each runs as a task
 //! that reconciles on every store change and on a short tick (simulated time moves on
 //! even when nothing changes), until the cluster shuts down.
 
@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod gc;
 pub mod job;
 mod replicas;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ const TICK: Duration = Duration::from_millis(50);
 pub fn start(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
     let mut deployments = deployment::DeploymentController::default();
     let mut jobs = job::JobController::default();
+    let mut stateful_sets = statefulset::StatefulSetController::default();
     vec![
         spawn(cluster.clone(), None, gc::concerns, gc::sweep),
         spawn(
@@ -33,6 +35,13 @@ pub fn start(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
             // Deployments, and pods someone deleted (they get replaced).
             |c| c.key == "deployments.apps" || (c.key == "pods" && c.type_ == ChangeType::Deleted),
             move |c| deployments.reconcile_all(c),
+        ),
+        spawn(
+            cluster.clone(),
+            Some(TICK),
+            // StatefulSets, and pods someone deleted (they get recreated).
+            |c| c.key == "statefulsets.apps" || (c.key == "pods" && c.type_ == ChangeType::Deleted),
+            move |c| stateful_sets.reconcile_all(c),
         ),
         spawn(
             cluster.clone(),

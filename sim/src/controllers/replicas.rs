@@ -195,7 +195,7 @@ fn upsert_replica_set(
     Some(uid)
 }
 
-fn pod_status(pod: &SimPod, template: &Value, crash_restarts: u64) -> Value {
+pub(super) fn pod_status(pod: &SimPod, template: &Value, crash_restarts: u64) -> Value {
     let since = pod
         .ready_at
         .clone()
