@@ -53,6 +53,33 @@ impl Killer {
     }
 }
 
+/// Upgrades to `V2`, then fails `BAD_VERSION` and rolls back, killing the operator after the
+/// first write of every step boundary on the way; checks both ended as they should, `V2`
+/// runs, and each of the five Jobs (two backups, two migrations, one verification) ran once.
+async fn upgrade_then_roll_back_killing_at_every_boundary(
+    s: &mut Scenario,
+) -> anyhow::Result<Killer> {
+    let mut killer = Killer::default();
+    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
+    let upgraded =
+        |st: &AppReleaseStatus| st.current_version.as_deref() == Some(V2) && st.upgrade.is_none();
+    killer.kill_on_every_boundary(s, upgraded).await?;
+    fixtures::set_version(&s.cluster, RELEASE, BAD_VERSION).await?;
+    let rolled_back = |st: &AppReleaseStatus| st.upgrade.is_none() && st.history.len() == 2;
+    killer.kill_on_every_boundary(s, rolled_back).await?;
+
+    let status = s.wait_settled(RELEASE, "RolledBack").await?;
+    assert_eq!(status.history[1].result, UpgradeResult::Succeeded);
+    assert_eq!(status.history[0].result, UpgradeResult::RolledBack);
+    assert_eq!(
+        inspect::running_version(&s.cluster).await?.as_deref(),
+        Some(V2)
+    );
+    let jobs = inspect::each_job_ran_once(&s.cluster).await?;
+    assert_eq!(jobs, 5, "two backups, two migrations, one verification");
+    Ok(killer)
+}
+
 #[tokio::test]
 async fn s07_killing_the_operator_after_every_step_loses_and_repeats_nothing() -> anyhow::Result<()>
 {
@@ -67,29 +94,12 @@ async fn s07_killing_the_operator_after_every_step_loses_and_repeats_nothing() -
         ..Jobs::default()
     };
     s.adopt(&jobs).await?;
-    let mut killer = Killer::default();
-    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    let upgraded =
-        |st: &AppReleaseStatus| st.current_version.as_deref() == Some(V2) && st.upgrade.is_none();
-    killer.kill_on_every_boundary(&mut s, upgraded).await?;
-    fixtures::set_version(&s.cluster, RELEASE, BAD_VERSION).await?;
-    let rolled_back = |st: &AppReleaseStatus| st.upgrade.is_none() && st.history.len() == 2;
-    killer.kill_on_every_boundary(&mut s, rolled_back).await?;
-
-    let status = s.wait_settled(RELEASE, "RolledBack").await?;
-    assert_eq!(status.history[1].result, UpgradeResult::Succeeded);
-    assert_eq!(status.history[0].result, UpgradeResult::RolledBack);
-    assert_eq!(
-        inspect::running_version(&s.cluster).await?.as_deref(),
-        Some(V2)
-    );
+    let killer = upgrade_then_roll_back_killing_at_every_boundary(&mut s).await?;
     assert!(
         killer.killed_at.len() >= 8,
         "killed at only {:?}",
         killer.killed_at
     );
-    let jobs = inspect::each_job_ran_once(&s.cluster).await?;
-    assert_eq!(jobs, 5, "two backups, two migrations, one verification");
     eprintln!(
         "killed the operator {} times, at {:?}",
         s.operator.starts() - 1,
@@ -112,18 +122,7 @@ async fn s07b_killing_the_operator_after_every_offline_step_brings_back_the_same
     release.spec.rollout.strategy = RolloutStrategy::Offline;
     fixtures::apply(&s.cluster, &release).await?;
     s.wait_ready(RELEASE, V1).await?;
-    let mut killer = Killer::default();
-    fixtures::set_version(&s.cluster, RELEASE, V2).await?;
-    let upgraded =
-        |st: &AppReleaseStatus| st.current_version.as_deref() == Some(V2) && st.upgrade.is_none();
-    killer.kill_on_every_boundary(&mut s, upgraded).await?;
-    fixtures::set_version(&s.cluster, RELEASE, BAD_VERSION).await?;
-    let rolled_back = |st: &AppReleaseStatus| st.upgrade.is_none() && st.history.len() == 2;
-    killer.kill_on_every_boundary(&mut s, rolled_back).await?;
-
-    let status = s.wait_settled(RELEASE, "RolledBack").await?;
-    assert_eq!(status.history[1].result, UpgradeResult::Succeeded);
-    assert_eq!(status.history[0].result, UpgradeResult::RolledBack);
+    let killer = upgrade_then_roll_back_killing_at_every_boundary(&mut s).await?;
     for step in ["Stopping", "BackingUp", "Migrating", "Starting"] {
         assert!(
             killer.killed_at.iter().any(|b| b.contains(step)),
@@ -137,12 +136,6 @@ async fn s07b_killing_the_operator_after_every_offline_step_brings_back_the_same
         let spec = deployments.get(name).await?.spec.unwrap();
         assert_eq!(spec.replicas, Some(replicas), "{name} has its count again");
     }
-    assert_eq!(
-        inspect::running_version(&s.cluster).await?.as_deref(),
-        Some(V2)
-    );
-    let jobs = inspect::each_job_ran_once(&s.cluster).await?;
-    assert_eq!(jobs, 5, "two backups, two migrations, one verification");
     Ok(())
 }
 

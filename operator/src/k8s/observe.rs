@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
@@ -192,19 +192,24 @@ async fn read_target(
     }
 }
 
-/// What the planner needs of a Deployment.
-pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
-    let spec = deployment.spec.as_ref();
-    let status = deployment.status.clone().unwrap_or_default();
-    let containers = spec
-        .and_then(|s| s.template.spec.as_ref())
+/// The (name, image) of each container of a workload's pod template, in order.
+fn template_images(template: Option<&PodTemplateSpec>) -> Vec<(String, String)> {
+    template
+        .and_then(|t| t.spec.as_ref())
         .map(|pod| {
             pod.containers
                 .iter()
                 .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// What the planner needs of a Deployment.
+pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
+    let spec = deployment.spec.as_ref();
+    let status = deployment.status.clone().unwrap_or_default();
+    let containers = template_images(spec.map(|s| &s.template));
     let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
@@ -246,15 +251,7 @@ pub fn stateful_set_state(set: &StatefulSet) -> DeploymentState {
     let strategy = spec.and_then(|s| s.update_strategy.as_ref());
     DeploymentState {
         kind: TargetKind::StatefulSet,
-        containers: spec
-            .and_then(|s| s.template.spec.as_ref())
-            .map(|pod| {
-                pod.containers
-                    .iter()
-                    .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        containers: template_images(spec.map(|s| &s.template)),
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
         generation: set.metadata.generation.unwrap_or(0),
         observed_generation: status.observed_generation.unwrap_or(0),

@@ -503,19 +503,9 @@ proptest! {
         // With the cluster always catching up, an upgrade ends (succeeded, rolled back or
         // stopped for a human) within a bounded number of reconciles.
         let mut world = build(&config);
-        let mut outcomes = outcomes.into_iter();
-        for _ in 0..12 {
-            // A StatefulSet has no progress deadline: a stalled one fails at the rollout timeout
-            // (10m, 60 steps of 10 s), then rolls back.
-            match world.run(200) {
-                Some(job) => {
-                    let outcome = if outcomes.next().unwrap_or(true) { JobOutcome::Succeeded } else { JobOutcome::Failed("x".into()) };
-                    let report = job.contains("-backup-").then(|| preset_report(&job));
-                    world.finish_job(&job, outcome, report.as_deref());
-                }
-                None => break,
-            }
-        }
+        // A StatefulSet has no progress deadline: a stalled one fails at the rollout timeout
+        // (10m, 60 steps of 10 s), then rolls back.
+        world.finish_every_job(outcomes, 200);
         prop_assert!(world.status().upgrade.is_none(), "still in flight: {:?}", world.status().upgrade);
         // The previous version always comes back: a StatefulSet stuck on a pod of the failed
         // version is unstuck by the rollback, not left to time out.

@@ -280,17 +280,7 @@ proptest! {
             prop_assert!(world.status().upgrade.is_some(), "still waiting after the requeue: {:?}", world.status().conditions);
         }
         world.advance(Duration::from_secs(later));
-        let mut outcomes = outcomes.into_iter();
-        for _ in 0..12 {
-            match world.run(50) {
-                Some(job) => {
-                    let outcome = if outcomes.next().unwrap_or(true) { JobOutcome::Succeeded } else { JobOutcome::Failed("x".into()) };
-                    let report = job.contains("-backup-").then(|| preset_report(&job));
-                    world.finish_job(&job, outcome, report.as_deref());
-                }
-                None => break,
-            }
-        }
+        world.finish_every_job(outcomes, 50);
         prop_assert!(world.status().upgrade.is_none(), "still in flight: {:?}", world.status().upgrade);
         prop_assert_eq!(world.status().history.len(), 1, "one upgrade, ended");
         prop_assert!(world.log.iter().skip(1).all(|d| ready(&d.status).1 != "AwaitingWindow"));
