@@ -212,6 +212,106 @@ fn cel_rules_and_the_operator_agree_on_backup_presets() {
     }
 }
 
+/// `backup.components` from JSON, in place of the example's template.
+fn with_set(release: &mut AppRelease, components: Value) {
+    let backup = release.spec.backup.as_mut().unwrap();
+    backup.template = None;
+    backup.components = serde_json::from_value(components).unwrap();
+}
+
+/// PostgreSQL, Redis and a volume, all presets.
+fn preset_set() -> Value {
+    serde_json::json!([
+        {"name": "db", "preset": postgres_preset()},
+        {"name": "cache", "preset": {"redis": {"connectionSecret": "meet-redis", "storage": {"pvc": "meet-backups"}}}},
+        {"name": "uploads", "preset": {"volume": {"claim": "meet-uploads", "storage": {"pvc": "meet-backups"}}}},
+    ])
+}
+
+#[test]
+fn cel_rules_and_the_operator_agree_on_backup_sets() {
+    type Change = fn(&mut AppRelease);
+    let valid: Vec<(&str, Change)> = vec![
+        ("three presets", |r| with_set(r, preset_set())),
+        ("three presets, restored on rollback", |r| {
+            with_set(r, preset_set());
+            r.spec.rollback.database = DatabaseRollback::Restore;
+        }),
+        ("a template component with its restore", |r| {
+            let t = serde_json::json!({"spec": {"containers": [{"name": "dump", "image": "busybox:1.36"}]}});
+            with_set(
+                r,
+                serde_json::json!([{"name": "config", "template": t, "restore": {"template": t}}]),
+            );
+            r.spec.rollback.database = DatabaseRollback::Restore;
+        }),
+    ];
+    for (name, change) in valid {
+        let mut release = example();
+        change(&mut release);
+        validate_cel(&release).unwrap_or_else(|e| panic!("{name}: the CRD rejects it: {e:?}"));
+        assert_eq!(validate(&release.spec), vec![], "{name}");
+    }
+    let invalid: Vec<(&str, Change)> = vec![
+        ("components and a template", |r| {
+            let t = r.spec.backup.as_ref().unwrap().template.clone();
+            with_set(r, preset_set());
+            r.spec.backup.as_mut().unwrap().template = t;
+        }),
+        ("a name listed twice", |r| {
+            let mut set = preset_set();
+            set[2]["name"] = "db".into();
+            with_set(r, set);
+        }),
+        ("a name that is not a DNS label", |r| {
+            let mut set = preset_set();
+            set[0]["name"] = "Main_DB".into();
+            with_set(r, set);
+        }),
+        ("a name too long for its Jobs", |r| {
+            let mut set = preset_set();
+            set[0]["name"] = "the-main-postgres-database".into();
+            with_set(r, set);
+        }),
+        ("a component with neither template nor preset", |r| {
+            with_set(r, serde_json::json!([{"name": "db"}]));
+        }),
+        ("a preset component with a restore template", |r| {
+            let mut set = preset_set();
+            set[0]["restore"] = serde_json::json!({"template": {"spec": {"containers": [{"name": "x", "image": "busybox:1.36"}]}}});
+            with_set(r, set);
+        }),
+        (
+            "a template component without restore, database Restore",
+            |r| {
+                let t = serde_json::json!({"spec": {"containers": [{"name": "dump", "image": "busybox:1.36"}]}});
+                with_set(r, serde_json::json!([{"name": "config", "template": t}]));
+                r.spec.rollback.database = DatabaseRollback::Restore;
+            },
+        ),
+        ("rollback.restore beside a set", |r| {
+            with_set(r, preset_set());
+            let t = r.spec.migration.as_ref().unwrap().template.clone();
+            r.spec.rollback.restore = Some(apprelease_operator::api::JobTemplate {
+                template: t,
+                timeout: "5m".into(),
+            });
+        }),
+    ];
+    for (name, change) in invalid {
+        let mut release = example();
+        change(&mut release);
+        assert!(
+            validate_cel(&release).is_err(),
+            "{name}: the CRD accepts it"
+        );
+        assert!(
+            !validate(&release.spec).is_empty(),
+            "{name}: the operator accepts it"
+        );
+    }
+}
+
 #[test]
 fn cel_rules_and_the_operator_agree_on_maintenance_windows() {
     use apprelease_operator::api::MaintenanceWindow;

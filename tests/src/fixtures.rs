@@ -193,6 +193,7 @@ pub fn release(cluster: &Cluster, name: &str, version: &str, jobs: &Jobs) -> App
         backup: Some(BackupSpec {
             template: Some(job_template(&jobs.backup, Some("busybox:1.36"))),
             preset: None,
+            components: Vec::new(),
             keep_last: 3,
             max_age: None,
             timeout: "5m".into(),

@@ -36,8 +36,12 @@ use super::status::AppReleaseStatus;
         .message("rollback.database Downgrade needs rollback.downgrade.template"),
     validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.backup)")
         .message("rollback.database Restore needs a backup to restore from"),
-    validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.rollback.restore) || (has(self.spec.backup) && has(self.spec.backup.preset))")
-        .message("rollback.database Restore needs rollback.restore.template, unless the backup is a preset (which knows how to restore)")
+    validation = Rule::new("self.spec.rollback.database != 'Restore' || has(self.spec.rollback.restore) || (has(self.spec.backup) && (has(self.spec.backup.preset) || has(self.spec.backup.components)))")
+        .message("rollback.database Restore needs rollback.restore.template, unless the backup is a preset (which knows how to restore)"),
+    validation = Rule::new("self.spec.rollback.database != 'Restore' || !has(self.spec.backup) || !has(self.spec.backup.components) || self.spec.backup.components.all(c, has(c.preset) || has(c.restore))")
+        .message("rollback.database Restore needs a restore template in every template component of the backup set"),
+    validation = Rule::new("!has(self.spec.rollback.restore) || !has(self.spec.backup) || !has(self.spec.backup.components)")
+        .message("rollback.restore is for a single backup: in a backup set, each template component has its own restore")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AppReleaseSpec {
@@ -264,12 +268,12 @@ impl Target {
     }
 }
 
-/// The backup taken before an upgrade changes anything: a hand-written pod template or a
-/// preset, exactly one of them.
+/// The backup taken before an upgrade changes anything: a hand-written pod template, a
+/// preset, or a set of named components (each a template or a preset), exactly one of them.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.template) != has(self.preset)")
-    .message("backup needs exactly one of template and preset"))]
+#[x_kube(validation = Rule::new("(has(self.template) ? 1 : 0) + (has(self.preset) ? 1 : 0) + (has(self.components) ? 1 : 0) == 1")
+    .message("backup needs exactly one of template, preset and components"))]
 pub struct BackupSpec {
     /// Pod template of the backup Job. Its containers receive the upgrade in environment
     /// variables (APPRELEASE_BACKUP_ID, APPRELEASE_FROM_VERSION, …) and report what they
@@ -284,6 +288,19 @@ pub struct BackupSpec {
     /// it, so no restore template is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<BackupPreset>,
+
+    /// A backup set: several components backed up together (the database, the cache, the
+    /// uploads volume, …), each by its own Job, all started at once. The set counts only when
+    /// every component's Job succeeded and reported location, size and checksum; if one
+    /// fails, the set fails and what the others wrote is pruned by the next set that
+    /// succeeds. A rollback with `database: Restore` restores every component, in this
+    /// order, one after the other. At most 8.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("size(self) > 0").message("components needs at least one component"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+        .message("each component name may be listed once"))]
+    #[schemars(length(max = 8))]
+    pub components: Vec<BackupComponent>,
 
     /// How many successful backups to keep. Older ones are pruned, except one that an upgrade
     /// depends on.
@@ -302,6 +319,86 @@ pub struct BackupSpec {
     #[serde(default = "default_backup_timeout")]
     #[x_kube(validation = duration_rule())]
     pub timeout: String,
+}
+
+/// One component of a backup set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.template) != has(self.preset)")
+    .message("a backup component needs exactly one of template and preset"))]
+#[x_kube(validation = Rule::new("!has(self.restore) || has(self.template)")
+    .message("restore is for a template component: a preset restores its own backups"))]
+pub struct BackupComponent {
+    /// The component's name, e.g. `db`, `cache` or `uploads`: a DNS label of at most 20
+    /// characters. It names the component's Jobs (`<release>-backup-<attempt>-<name>`) and
+    /// its files.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self) <= 20")
+        .message("name must be a DNS label of at most 20 characters: lower-case letters, digits and '-'"))]
+    #[schemars(length(min = 1, max = 20))]
+    pub name: String,
+
+    /// Pod template of this component's backup Job (the same contract as `backup.template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_template_schema")]
+    pub template: Option<PodTemplateSpec>,
+
+    /// A ready-made backup and restore Job for this component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<BackupPreset>,
+
+    /// The restore Job of a template component (the same contract as `rollback.restore`).
+    /// Needed for `rollback.database: Restore` and for on-demand restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<JobTemplate>,
+}
+
+/// One component of the backup, as the planner and the Job builder see it: a component of a
+/// set (named), or the single backup of `backup.template` / `backup.preset` (no name).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComponentRef<'a> {
+    /// The component's name; None for the single backup.
+    pub name: Option<&'a str>,
+    /// Its backup template, if it is not a preset.
+    pub template: Option<&'a PodTemplateSpec>,
+    /// Its preset, if it is one.
+    pub preset: Option<&'a BackupPreset>,
+    /// Its restore template: the component's own, or `rollback.restore` for the single backup.
+    pub restore: Option<&'a JobTemplate>,
+}
+
+impl AppReleaseSpec {
+    /// The components every backup takes, in spec order: the set's, or the single backup.
+    /// Empty without `spec.backup`.
+    pub fn backup_components(&self) -> Vec<ComponentRef<'_>> {
+        let Some(backup) = &self.backup else {
+            return Vec::new();
+        };
+        if backup.components.is_empty() {
+            return vec![ComponentRef {
+                name: None,
+                template: backup.template.as_ref(),
+                preset: backup.preset.as_ref(),
+                restore: self.rollback.restore.as_ref(),
+            }];
+        }
+        backup
+            .components
+            .iter()
+            .map(|c| ComponentRef {
+                name: Some(&c.name),
+                template: c.template.as_ref(),
+                preset: c.preset.as_ref(),
+                restore: c.restore.as_ref(),
+            })
+            .collect()
+    }
+
+    /// The component named `name` (None: the single backup), if the spec has it.
+    pub fn backup_component(&self, name: Option<&str>) -> Option<ComponentRef<'_>> {
+        self.backup_components()
+            .into_iter()
+            .find(|c| c.name == name)
+    }
 }
 
 /// The migration Job of an upgrade.

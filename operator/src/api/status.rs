@@ -42,6 +42,12 @@ pub struct AppReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupRecord>,
 
+    /// Component backups of backup sets that failed (another component failed): not
+    /// backups, since a set counts only whole, but files on the claims. The next set that
+    /// succeeds prunes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete_backups: Vec<String>,
+
     /// Finished upgrades, newest first, bounded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
@@ -100,7 +106,8 @@ pub struct Upgrade {
     /// created again, even if it disappears.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs_seen: Vec<String>,
-    /// Backup ids this upgrade's backup Job was told to prune after its own success.
+    /// Backup files (by id: a single backup's id, or a set component's Job) this upgrade's
+    /// backup Jobs were told to prune after their own success.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune: Vec<String>,
     /// Whether a migration of this upgrade (or of the one it continues after `spec.version`
@@ -108,6 +115,10 @@ pub struct Upgrade {
     /// then. Absent in a status written by an older operator, so read as true there.
     #[serde(default = "may_have_migrated")]
     pub migration_started: bool,
+    /// Components of a backup set already restored during this rollback, in the order they
+    /// ran: a restore that succeeded is never run again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restored_components: Vec<String>,
     /// Why the upgrade is being rolled back, once it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -263,7 +274,8 @@ pub struct BackupRecord {
     pub version: String,
     /// When the backup Job finished.
     pub taken_at: DateTime<Utc>,
-    /// The Job that took it.
+    /// The Job that took it (empty for a backup set: each component has its own).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub job: String,
     /// Where the Job says it wrote the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,6 +284,33 @@ pub struct BackupRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
     /// SHA-256 of the backup, as reported by the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A backup set's components, in spec order, each with its Job's report. Empty for a
+    /// single backup. `sizeBytes` above is then their total.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentBackup>,
+    /// The images the targets ran when it was taken (the images of `version`): an on-demand
+    /// restore of this backup brings them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ContainerImage>,
+}
+
+/// One component of a backup set, as its Job reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentBackup {
+    /// The component's name in `spec.backup.components`.
+    pub name: String,
+    /// The Job that took it; also the id of its files.
+    pub job: String,
+    /// Where the Job says it wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Size in bytes, as reported by the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// SHA-256, as reported by the Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }

@@ -34,16 +34,19 @@ pub fn validate(spec: &AppReleaseSpec) -> Vec<FieldError> {
     }
     check_targets(&spec.targets, &mut errors);
     if let Some(backup) = &spec.backup {
-        match (&backup.template, &backup.preset) {
-            (Some(template), None) => check_template("spec.backup.template", template, &mut errors),
-            (None, Some(preset)) => check_preset(preset, &mut errors),
-            (Some(_), Some(_)) => errors.add(
+        match (&backup.template, &backup.preset, backup.components.is_empty()) {
+            (Some(template), None, true) => {
+                check_template("spec.backup.template", template, &mut errors)
+            }
+            (None, Some(preset), true) => check_preset("spec.backup.preset", preset, &mut errors),
+            (None, None, false) => check_components(&backup.components, &mut errors),
+            (None, None, true) => errors.add(
                 "spec.backup",
-                "give either a template or a preset, not both",
+                "a template, a preset (postgres, mysql, redis, mongodb, volume) or components are needed",
             ),
-            (None, None) => errors.add(
+            _ => errors.add(
                 "spec.backup",
-                "a template or a preset (postgres, mysql, redis, mongodb, volume) is needed",
+                "give one of template, preset and components, not several",
             ),
         }
         if let Some(age) = &backup.max_age
@@ -195,14 +198,38 @@ fn check_rollback(spec: &AppReleaseSpec, errors: &mut Errors) {
                     "Restore needs spec.backup: there would be no backup to restore",
                 );
             }
+            let set = spec
+                .backup
+                .as_ref()
+                .is_some_and(|b| !b.components.is_empty());
             let preset = spec.backup.as_ref().is_some_and(|b| b.preset.is_some());
-            if rollback.restore.is_none() && !preset {
+            if set {
+                for (i, c) in spec.backup.iter().flat_map(|b| &b.components).enumerate() {
+                    if c.template.is_some() && c.restore.is_none() {
+                        errors.add(
+                            format!("spec.backup.components[{i}].restore"),
+                            format!("database: Restore needs a restore Job template for the template component {}", c.name),
+                        );
+                    }
+                }
+            } else if rollback.restore.is_none() && !preset {
                 errors.add(
                     "spec.rollback.restore",
                     "database: Restore needs a restore Job template (or a backup preset, which restores by itself)",
                 );
             }
         }
+    }
+    if rollback.restore.is_some()
+        && spec
+            .backup
+            .as_ref()
+            .is_some_and(|b| !b.components.is_empty())
+    {
+        errors.add(
+            "spec.rollback.restore",
+            "rollback.restore is for a single backup: in a backup set, each template component has its own restore",
+        );
     }
     for (path, job) in [
         ("spec.rollback.downgrade", &rollback.downgrade),
@@ -215,9 +242,68 @@ fn check_rollback(spec: &AppReleaseSpec, errors: &mut Errors) {
     }
 }
 
-fn check_preset(preset: &BackupPreset, errors: &mut Errors) {
+/// A backup set: at most 8 components, unique DNS-label names of at most 20 characters,
+/// each a template or a preset, a restore template only beside a template.
+fn check_components(components: &[BackupComponent], errors: &mut Errors) {
+    if components.len() > 8 {
+        errors.add(
+            "spec.backup.components",
+            format!("at most 8 components, not {}", components.len()),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, component) in components.iter().enumerate() {
+        let path = format!("spec.backup.components[{i}]");
+        let name = &component.name;
+        if !is_dns_label(name) || name.len() > 20 {
+            errors.add(
+                format!("{path}.name"),
+                format!("{name:?} must be a DNS label (lower-case letters, digits, '-') of at most 20 characters"),
+            );
+        } else if !seen.insert(name.as_str()) {
+            errors.add(
+                format!("{path}.name"),
+                format!("component {name} is listed twice"),
+            );
+        }
+        match (&component.template, &component.preset) {
+            (Some(template), None) => check_template(&format!("{path}.template"), template, errors),
+            (None, Some(preset)) => {
+                check_preset(&format!("{path}.preset"), preset, errors);
+                if component.restore.is_some() {
+                    errors.add(
+                        format!("{path}.restore"),
+                        "restore is for a template component: a preset restores its own backups",
+                    );
+                }
+            }
+            (Some(_), Some(_)) => errors.add(&path, "give either a template or a preset, not both"),
+            (None, None) => errors.add(&path, "a template or a preset is needed"),
+        }
+        if let Some(restore) = &component.restore {
+            check_template(
+                &format!("{path}.restore.template"),
+                &restore.template,
+                errors,
+            );
+            errors.duration(&format!("{path}.restore.timeout"), &restore.timeout);
+        }
+    }
+}
+
+fn is_dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn check_preset(at: &str, preset: &BackupPreset, errors: &mut Errors) {
     let kind = preset.kind().as_str();
-    let path = format!("spec.backup.preset.{kind}");
+    let path = format!("{at}.{kind}");
     if let Some(secret) = preset.connection_secret()
         && !is_object_name(secret)
     {

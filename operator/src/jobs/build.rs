@@ -30,6 +30,8 @@ pub const RELEASE_LABEL: &str = "apprelease.io/release";
 pub const KIND_LABEL: &str = "apprelease.io/job-kind";
 /// Label carrying the attempt serial.
 pub const ATTEMPT_LABEL: &str = "apprelease.io/attempt";
+/// Label naming the backup set component a backup or restore Job serves.
+pub const COMPONENT_LABEL: &str = "apprelease.io/backup-component";
 /// Label carrying the uid of the AppRelease a Job belongs to, so that a Job without an owner
 /// reference is still told from a same-named leftover of a deleted namesake.
 pub const RELEASE_UID_LABEL: &str = "apprelease.io/release-uid";
@@ -50,7 +52,7 @@ pub fn build(release: &AppRelease, request: &JobRequest) -> Result<Job, BuildErr
     let owner = release
         .controller_owner_ref(&())
         .ok_or(BuildError::NoOwner)?;
-    let mut template = template(release, request.kind)?;
+    let mut template = template(release, request.kind, request.component.as_deref())?;
     let labels = labels(release, request);
 
     let pod_meta = template.metadata.get_or_insert_with(Default::default);
@@ -112,25 +114,29 @@ pub fn build(release: &AppRelease, request: &JobRequest) -> Result<Job, BuildErr
 }
 
 /// The pod template of a Job kind: the user's, or the backup preset's for its backup and (when
-/// no restore template is given) its restore.
-fn template(release: &AppRelease, kind: JobKind) -> Result<PodTemplateSpec, BuildError> {
+/// no restore template is given) its restore. Backups and restores are those of `component`
+/// (None: the single backup).
+fn template(
+    release: &AppRelease,
+    kind: JobKind,
+    component: Option<&str>,
+) -> Result<PodTemplateSpec, BuildError> {
     let spec = &release.spec;
-    let preset = spec.backup.as_ref().and_then(|b| b.preset.as_ref());
+    let part = spec.backup_component(component);
     let template = match kind {
-        JobKind::Backup => spec
-            .backup
-            .as_ref()
-            .and_then(|b| b.template.clone())
-            .or_else(|| preset.map(|p| preset_template(p, PresetJob::Backup))),
+        JobKind::Backup => part.and_then(|p| {
+            p.template
+                .cloned()
+                .or_else(|| p.preset.map(|p| preset_template(p, PresetJob::Backup)))
+        }),
         JobKind::Migration => spec.migration.as_ref().map(|m| m.template.clone()),
         JobKind::Verify => spec.verify.as_ref().map(|v| v.template.clone()),
         JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| d.template.clone()),
-        JobKind::Restore => spec
-            .rollback
-            .restore
-            .as_ref()
-            .map(|r| r.template.clone())
-            .or_else(|| preset.map(|p| preset_template(p, PresetJob::Restore))),
+        JobKind::Restore => part.and_then(|p| {
+            p.restore
+                .map(|r| r.template.clone())
+                .or_else(|| p.preset.map(|p| preset_template(p, PresetJob::Restore)))
+        }),
     };
     template.ok_or(BuildError::NoTemplate(kind))
 }
@@ -162,7 +168,7 @@ fn resolve_image(template_image: Option<&str>, request: &JobRequest) -> String {
 }
 
 fn labels(release: &AppRelease, request: &JobRequest) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
         (
             RELEASE_LABEL.to_string(),
@@ -174,7 +180,11 @@ fn labels(release: &AppRelease, request: &JobRequest) -> BTreeMap<String, String
             RELEASE_UID_LABEL.to_string(),
             release.metadata.uid.clone().unwrap_or_default(),
         ),
-    ])
+    ]);
+    if let Some(component) = &request.component {
+        labels.insert(COMPONENT_LABEL.to_string(), component.clone());
+    }
+    labels
 }
 
 /// The upgrade, told to the Job's containers.
@@ -198,6 +208,9 @@ fn env(release: &AppRelease, request: &JobRequest) -> Vec<EnvVar> {
         var("APPRELEASE_TO_VERSION", request.to.clone()),
         var("APPRELEASE_ATTEMPT", request.attempt.to_string()),
     ];
+    if let Some(component) = &request.component {
+        env.push(var("APPRELEASE_BACKUP_COMPONENT", component.clone()));
+    }
     if let Some(id) = &request.backup_id {
         env.push(var("APPRELEASE_BACKUP_ID", id.clone()));
     }
@@ -275,6 +288,7 @@ mod tests {
     fn request(kind: JobKind) -> JobRequest {
         JobRequest {
             kind,
+            component: None,
             name: "meet-migrate-4".into(),
             from: "1.0".into(),
             to: "2.0".into(),

@@ -45,7 +45,26 @@ const MAX_JOB_NAME: usize = 63;
 /// `{release}-{kind}-{attempt}`, with the release part shortened and made unique by a hash
 /// when the whole would be too long.
 pub fn job_name(release: &str, kind: JobKind, attempt: i64) -> String {
-    let suffix = format!("-{kind}-{attempt}");
+    named(release, format!("-{kind}-{attempt}"))
+}
+
+/// The Job of one component of a backup set: `{release}-{kind}-{attempt}-{component}`
+/// (shortened like [`job_name`]); the single backup's Job (`component` None) is
+/// `job_name`'s. Component names are DNS labels of at most 20 characters, so the suffix
+/// always leaves room for the hashed release part.
+pub fn component_job_name(
+    release: &str,
+    kind: JobKind,
+    attempt: i64,
+    component: Option<&str>,
+) -> String {
+    match component {
+        None => job_name(release, kind, attempt),
+        Some(c) => named(release, format!("-{kind}-{attempt}-{c}")),
+    }
+}
+
+fn named(release: &str, suffix: String) -> String {
     let full = format!("{release}{suffix}");
     if full.len() <= MAX_JOB_NAME {
         return full;
@@ -73,9 +92,26 @@ mod tests {
     fn short_names_are_readable() {
         assert_eq!(job_name("meet", JobKind::Migration, 3), "meet-migrate-3");
         assert_eq!(job_name("meet", JobKind::Backup, 12), "meet-backup-12");
+        assert_eq!(
+            component_job_name("meet", JobKind::Backup, 12, Some("db")),
+            "meet-backup-12-db"
+        );
     }
 
     proptest! {
+        #[test]
+        fn component_names_fit_labels_and_stay_distinct(a in "[a-z][a-z0-9-]{0,252}", c in "[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?", d in "[a-z0-9]{1,20}", n in 1i64..10_000_000) {
+            let name = component_job_name(&a, JobKind::Restore, n, Some(&c));
+            prop_assert!(name.len() <= MAX_JOB_NAME, "{}", name);
+            let suffix = format!("-restore-{}-{}", n, c);
+            prop_assert!(name.ends_with(&suffix));
+            prop_assert!(!name.starts_with('-'));
+            if c != d {
+                prop_assert_ne!(&name, &component_job_name(&a, JobKind::Restore, n, Some(&d)));
+            }
+            prop_assert_eq!(component_job_name(&a, JobKind::Restore, n, None), job_name(&a, JobKind::Restore, n));
+        }
+
         #[test]
         fn names_fit_labels_and_stay_distinct(a in "[a-z][a-z0-9-]{0,252}", b in "[a-z][a-z0-9-]{0,252}", n in 1i64..100_000) {
             let name = job_name(&a, JobKind::Downgrade, n);

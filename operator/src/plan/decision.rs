@@ -87,6 +87,9 @@ pub enum Action {
 pub struct JobRequest {
     /// Which Job.
     pub kind: JobKind,
+    /// The backup set component it backs up or restores; None for every other Job and for
+    /// the single backup.
+    pub component: Option<String>,
     /// Its name, derived from the intent.
     pub name: String,
     /// Version before the upgrade.

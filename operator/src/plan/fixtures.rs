@@ -70,6 +70,7 @@ pub fn with_backup(mut r: AppRelease) -> AppRelease {
     r.spec.backup = Some(BackupSpec {
         template: Some(template("postgres:16")),
         preset: None,
+        components: Vec::new(),
         keep_last: 3,
         max_age: None,
         timeout: "30m".into(),
@@ -89,10 +90,53 @@ pub fn with_preset(mut r: AppRelease) -> AppRelease {
             image: None,
             security_context: None,
         })),
+        components: Vec::new(),
         keep_last: 3,
         max_age: None,
         timeout: "30m".into(),
     });
+    r
+}
+
+/// A backup set of three preset components: `db` (postgres), `cache` (redis) and `uploads`
+/// (a volume), restored on rollback.
+pub fn with_set(mut r: AppRelease) -> AppRelease {
+    let storage = || BackupStorage {
+        pvc: "meet-backups".into(),
+    };
+    let database = |secret: &str| DatabasePreset {
+        connection_secret: secret.into(),
+        storage: storage(),
+        image: None,
+        security_context: None,
+    };
+    let component = |name: &str, preset: BackupPreset| BackupComponent {
+        name: name.into(),
+        template: None,
+        preset: Some(preset),
+        restore: None,
+    };
+    r.spec.backup = Some(BackupSpec {
+        template: None,
+        preset: None,
+        components: vec![
+            component("db", BackupPreset::Postgres(database("meet-db"))),
+            component("cache", BackupPreset::Redis(database("meet-redis"))),
+            component(
+                "uploads",
+                BackupPreset::Volume(VolumePreset {
+                    claim: "meet-uploads".into(),
+                    storage: storage(),
+                    image: None,
+                    security_context: None,
+                }),
+            ),
+        ],
+        keep_last: 2,
+        max_age: None,
+        timeout: "30m".into(),
+    });
+    r.spec.rollback.database = DatabaseRollback::Restore;
     r
 }
 

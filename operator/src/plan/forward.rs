@@ -5,15 +5,17 @@
 use std::time::Duration;
 
 use crate::api::{
-    BackupRecord, ContainerImage, MigrationPhase, RolloutStrategy, Step, Upgrade, duration,
+    BackupRecord, ComponentBackup, ContainerImage, MigrationPhase, RolloutStrategy, Step, Upgrade,
+    duration,
 };
-use crate::jobs::names::JobKind;
+use crate::jobs::names::{JobKind, job_name};
 
 use super::backup_report::{BackupReport, lenient_report, parse_report};
 use super::decision::{Action, NoteType, Planner};
-use super::job_progress::{JobProgress, elapsed, run_job};
+use super::job_progress::{JobProgress, elapsed, run_component_job, run_job};
 use super::observed::DeploymentState;
 use super::replicas;
+use super::retention;
 use super::start::{after_backup, after_stop};
 use super::targets;
 use super::text::display;
@@ -91,71 +93,147 @@ pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         );
         return Transition::Finish(End::Superseded(message));
     }
-    match run_job(plan, upgrade, JobKind::Backup) {
-        JobProgress::Waiting(message) => Transition::Wait(message),
-        JobProgress::Failed(message) if stopped => Transition::RollBack {
-            reason: "BackupFailed",
-            message: format!("{message}; the data was not changed"),
-        },
-        JobProgress::Failed(message) => Transition::Finish(End::Aborted {
-            reason: "BackupFailed",
-            message: format!("{message}; nothing was changed"),
-        }),
-        JobProgress::Succeeded { name, message } => {
-            let preset = plan
-                .spec
-                .backup
-                .as_ref()
-                .is_some_and(|b| b.preset.is_some());
-            let report = match parse_report(message.as_deref()) {
-                Ok(report) => report,
-                Err(why) if preset => {
+    let components: Vec<(Option<String>, bool)> = plan
+        .spec
+        .backup_components()
+        .iter()
+        .map(|c| (c.name.map(String::from), c.preset.is_some()))
+        .collect();
+    let set = components.iter().any(|(name, _)| name.is_some());
+    let (mut running, mut failures, mut taken) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unreported = Vec::new();
+    for (component, preset) in components {
+        match run_component_job(plan, upgrade, JobKind::Backup, component.as_deref()) {
+            JobProgress::Waiting(message) => running.push(message),
+            JobProgress::Failed(message) => failures.push(message),
+            JobProgress::Succeeded { name, message } => {
+                match parse_report(message.as_deref()) {
+                    Ok(report) => taken.push((component, name, report)),
                     // A preset always reports what it wrote; a Job that exited 0 without a
                     // valid report cannot prove a backup exists, so it is not one.
-                    let message = format!(
-                        "backup Job {name} finished without a valid report ({why}), so it is not counted as a backup; nothing was changed"
-                    );
-                    return Transition::Finish(End::Aborted {
-                        reason: "BackupFailed",
-                        message,
-                    });
+                    Err(why) if preset => {
+                        failures.push(format!(
+                            "backup Job {name} finished without a valid report ({why}), so it is not counted as a backup"
+                        ));
+                        // It may have written its file all the same.
+                        unreported.push(name);
+                    }
+                    // A hand-written template may report nothing; it is trusted as before.
+                    Err(_) => taken.push((component, name, lenient_report(message.as_deref()))),
                 }
-                // A hand-written template may report nothing; it is trusted as before.
-                Err(_) => lenient_report(message.as_deref()),
-            };
-            record_backup(plan, upgrade, name, report);
-            Transition::Enter(after_backup(plan.spec, &upgrade.from, &upgrade.to))
+            }
         }
     }
+    if !running.is_empty() {
+        if failures.is_empty() {
+            return Transition::Wait(running.join("; "));
+        }
+        // Concluding now would leave the running Jobs' files behind, unknown to anyone.
+        return Transition::Wait(format!(
+            "{}; the backup set will not count, waiting for the other components to finish: {}",
+            failures.join("; "),
+            running.join("; ")
+        ));
+    }
+    if !failures.is_empty() {
+        let mut message = failures.join("; ");
+        if set {
+            let id = job_name(plan.name, JobKind::Backup, upgrade.attempt);
+            message = format!("backup set {id} is not counted: {message}");
+            let written = taken.into_iter().map(|(_, job, _)| job);
+            for job in written.chain(unreported) {
+                if !plan.status.incomplete_backups.contains(&job) {
+                    plan.status.incomplete_backups.push(job);
+                }
+            }
+        }
+        return if stopped {
+            Transition::RollBack {
+                reason: "BackupFailed",
+                message: format!("{message}; the data was not changed"),
+            }
+        } else {
+            Transition::Finish(End::Aborted {
+                reason: "BackupFailed",
+                message: format!("{message}; nothing was changed"),
+            })
+        };
+    }
+    record_backup(plan, upgrade, taken);
+    Transition::Enter(after_backup(plan.spec, &upgrade.from, &upgrade.to))
 }
 
-fn record_backup(plan: &mut Planner, upgrade: &Upgrade, name: String, report: BackupReport) {
-    let taken_at = plan
-        .observed
-        .jobs
-        .get(&name)
-        .and_then(|j| j.finished_at)
+/// Adds the backup to the inventory: the single backup's report, or the set of its
+/// components' (in spec order). The backups this one's Jobs pruned leave it.
+fn record_backup(
+    plan: &mut Planner,
+    upgrade: &Upgrade,
+    taken: Vec<(Option<String>, String, BackupReport)>,
+) {
+    let finished = |job: &str| plan.observed.jobs.get(job).and_then(|j| j.finished_at);
+    let taken_at = taken
+        .iter()
+        .filter_map(|(_, job, _)| finished(job))
+        .max()
         .unwrap_or(plan.now());
-    let record = BackupRecord {
-        id: name.clone(),
+    let id = job_name(plan.name, JobKind::Backup, upgrade.attempt);
+    let mut record = BackupRecord {
+        id: id.clone(),
         version: upgrade.from.clone(),
         taken_at,
-        job: name.clone(),
-        location: report.location,
-        size_bytes: report.size_bytes,
-        sha256: report.sha256,
+        job: String::new(),
+        location: None,
+        size_bytes: None,
+        sha256: None,
+        components: Vec::new(),
+        images: upgrade.previous_images.clone(),
     };
+    let mut described = Vec::new();
+    for (component, job, report) in taken {
+        match component {
+            None => {
+                record.job = job;
+                record.location = report.location;
+                record.size_bytes = report.size_bytes;
+                record.sha256 = report.sha256;
+            }
+            Some(name) => {
+                described.push(match report.size_bytes {
+                    Some(size) => format!("{name} ({size} bytes)"),
+                    None => name.clone(),
+                });
+                record.components.push(ComponentBackup {
+                    name,
+                    job,
+                    location: report.location,
+                    size_bytes: report.size_bytes,
+                    sha256: report.sha256,
+                });
+            }
+        }
+    }
+    if !record.components.is_empty() {
+        record.size_bytes = record.components.iter().map(|c| c.size_bytes).sum();
+    }
     plan.status
         .backups
-        .retain(|b| b.id != name && !upgrade.prune.contains(&b.id));
+        .retain(|b| b.id != id && !retention::is_pruned(b, &upgrade.prune));
+    plan.status
+        .incomplete_backups
+        .retain(|job| !upgrade.prune.contains(job));
     plan.status.backups.insert(0, record);
     if let Some(u) = plan.status.upgrade.as_mut() {
-        u.backup = Some(name.clone());
+        u.backup = Some(id.clone());
     }
+    let what = if described.is_empty() {
+        format!("backup {id}")
+    } else {
+        format!("backup set {id} ({})", described.join(", "))
+    };
     plan.note(
         NoteType::Normal,
         "BackupSucceeded",
-        format!("backup {name} of version {} taken", display(&upgrade.from)),
+        format!("{what} of version {} taken", display(&upgrade.from)),
     );
 }
 

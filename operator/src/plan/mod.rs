@@ -31,6 +31,8 @@ mod window;
 #[cfg(test)]
 mod approval_tests;
 #[cfg(test)]
+mod backup_set_tests;
+#[cfg(test)]
 mod deletion_tests;
 #[cfg(test)]
 mod downgrade_tests;

@@ -43,6 +43,28 @@ pub fn to_prune(backups: &[BackupRecord], policy: Policy, protected: &[&str]) ->
         .collect()
 }
 
+/// The ids of the files behind the backups `ids` names, which the backup Jobs delete: a
+/// single backup's own id, or the Job of each component of a set. Ids the inventory does not
+/// know are passed on as they are.
+pub fn file_ids(backups: &[BackupRecord], ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .flat_map(|id| match backups.iter().find(|b| &b.id == id) {
+            Some(set) if !set.components.is_empty() => {
+                set.components.iter().map(|c| c.job.clone()).collect()
+            }
+            _ => vec![id.clone()],
+        })
+        .collect()
+}
+
+/// Whether a backup is gone once the files `pruned` are deleted: its own id, or every
+/// component of a set, is among them.
+pub fn is_pruned(backup: &BackupRecord, pruned: &[String]) -> bool {
+    pruned.contains(&backup.id)
+        || (!backup.components.is_empty()
+            && backup.components.iter().all(|c| pruned.contains(&c.job)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +80,8 @@ mod tests {
             location: None,
             size_bytes: None,
             sha256: None,
+            components: Vec::new(),
+            images: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::api::{AppReleaseSpec, DatabaseRollback, RolloutStrategy, Step, Upgrad
 use crate::jobs::names::JobKind;
 
 use super::decision::{Action, NoteType, Planner};
-use super::job_progress::{JobProgress, elapsed, run_job};
+use super::job_progress::{JobProgress, elapsed, run_component_job, run_job};
 use super::replicas;
 use super::transition::{End, Transition};
 
@@ -72,31 +72,90 @@ pub fn scaling_down(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 }
 
 pub fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
-    match run_job(plan, upgrade, JobKind::Restore) {
-        JobProgress::Waiting(message) => Transition::Wait(message),
-        JobProgress::Failed(message) => {
-            let replicas: Vec<String> = upgrade
-                .previous_replicas
-                .iter()
-                .map(|r| format!("{}={}", r.deployment, r.replicas))
-                .collect();
-            let advice = format!(
-                "{message}. The targets stay scaled to zero so that nothing writes into a half-restored database. Restore {} by hand, then set the images back ({}) and the replicas ({}).",
-                backup_hint(plan, upgrade),
-                images(upgrade, false, plan),
-                replicas.join(", ")
-            );
-            Transition::Finish(End::RollbackFailed(advice))
+    let components = restore_order(plan, upgrade);
+    let set = components.iter().any(Option::is_some);
+    for component in components {
+        let label = component.clone().unwrap_or_default();
+        if set && upgrade.restored_components.contains(&label) {
+            continue;
         }
-        JobProgress::Succeeded { name, .. } => {
-            plan.note(
-                NoteType::Normal,
-                "RestoreSucceeded",
-                format!("restore Job {name} restored {}", backup_hint(plan, upgrade)),
-            );
-            Transition::Enter(Step::RollingBack)
+        match run_component_job(plan, upgrade, JobKind::Restore, component.as_deref()) {
+            JobProgress::Waiting(message) => return Transition::Wait(message),
+            JobProgress::Failed(message) => {
+                let what = match &component {
+                    Some(c) => format!(
+                        "component {c} of {} was not restored{}",
+                        backup_hint(plan, upgrade),
+                        restored_so_far(upgrade)
+                    ),
+                    None => String::new(),
+                };
+                let replicas: Vec<String> = upgrade
+                    .previous_replicas
+                    .iter()
+                    .map(|r| format!("{}={}", r.deployment, r.replicas))
+                    .collect();
+                let advice = format!(
+                    "{message}{}{what}. The targets stay scaled to zero so that nothing writes into a half-restored database. Restore {} by hand, then set the images back ({}) and the replicas ({}).",
+                    if what.is_empty() { "" } else { ": " },
+                    backup_hint(plan, upgrade),
+                    images(upgrade, false, plan),
+                    replicas.join(", ")
+                );
+                return Transition::Finish(End::RollbackFailed(advice));
+            }
+            JobProgress::Succeeded { name, .. } => {
+                let what = match &component {
+                    Some(c) => format!("component {c} of {}", backup_hint(plan, upgrade)),
+                    None => backup_hint(plan, upgrade),
+                };
+                plan.note(
+                    NoteType::Normal,
+                    "RestoreSucceeded",
+                    format!("restore Job {name} restored {what}"),
+                );
+                if set && let Some(u) = plan.status.upgrade.as_mut() {
+                    u.restored_components.push(label);
+                }
+            }
         }
     }
+    Transition::Enter(Step::RollingBack)
+}
+
+/// The components to restore, in order: those the backup set recorded (spec order when it
+/// was taken), else the spec's; `[None]` for a single backup.
+fn restore_order(plan: &Planner, upgrade: &Upgrade) -> Vec<Option<String>> {
+    let recorded = upgrade
+        .backup
+        .as_ref()
+        .and_then(|id| plan.status.backups.iter().find(|b| &b.id == id))
+        .map(|b| {
+            b.components
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if !recorded.is_empty() {
+        return recorded.into_iter().map(Some).collect();
+    }
+    plan.spec
+        .backup_components()
+        .iter()
+        .map(|c| c.name.map(String::from))
+        .collect()
+}
+
+/// `; db, cache were restored already`, or nothing.
+fn restored_so_far(upgrade: &Upgrade) -> String {
+    if upgrade.restored_components.is_empty() {
+        return " (no component was restored)".into();
+    }
+    format!(
+        " ({} restored before it)",
+        upgrade.restored_components.join(", ")
+    )
 }
 
 pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
@@ -212,6 +271,9 @@ fn backup_hint(plan: &Planner, upgrade: &Upgrade) -> String {
         return "the last good backup".into();
     };
     let record = plan.status.backups.iter().find(|b| &b.id == id);
+    if record.is_some_and(|b| !b.components.is_empty()) {
+        return format!("backup set {id}");
+    }
     match record.and_then(|b| b.location.as_deref()) {
         Some(location) => {
             let sha = record

@@ -69,6 +69,7 @@ pub fn begin(plan: &mut Planner, wanted: Vec<ContainerImage>) {
         jobs_seen: Vec::new(),
         prune: Vec::new(),
         migration_started: false,
+        restored_components: Vec::new(),
         failure: None,
     });
     super::milestone::started(plan);
@@ -173,8 +174,12 @@ fn plan_prune(plan: &mut Planner) {
         },
         &protected,
     );
+    // What the Jobs delete are files: a set's are its components'. The leftovers of sets that
+    // failed go with them.
+    let mut files = retention::file_ids(&plan.status.backups, &prune);
+    files.extend(plan.status.incomplete_backups.iter().cloned());
     if let Some(upgrade) = plan.status.upgrade.as_mut() {
-        upgrade.prune = prune;
+        upgrade.prune = files;
     }
 }
 

@@ -189,12 +189,59 @@ fn invalid_specs_get_a_readable_condition_and_change_nothing() {
                 let preset = with_preset(r.clone()).spec.backup.unwrap().preset;
                 r.spec.backup.as_mut().unwrap().preset = preset;
             }),
-            "not both",
+            "not several",
         ),
         (
             "backup with neither template nor preset",
             Box::new(|r| r.spec.backup.as_mut().unwrap().template = None),
-            "a template or a preset",
+            "a template, a preset (postgres, mysql, redis, mongodb, volume) or components",
+        ),
+        (
+            "backup set with a template and components",
+            Box::new(|r| {
+                let set = with_set(r.clone()).spec.backup.unwrap().components;
+                r.spec.backup.as_mut().unwrap().components = set;
+            }),
+            "not several",
+        ),
+        (
+            "backup set naming a component twice",
+            Box::new(|r| {
+                let mut set = with_set(r.clone()).spec.backup.unwrap();
+                set.components[2].name = "db".into();
+                r.spec.backup = Some(set);
+                r.spec.rollback.restore = None;
+            }),
+            "component db is listed twice",
+        ),
+        (
+            "backup set component name too long for its Jobs",
+            Box::new(|r| {
+                let mut set = with_set(r.clone()).spec.backup.unwrap();
+                set.components[0].name = "the-main-postgres-database".into();
+                r.spec.backup = Some(set);
+                r.spec.rollback.restore = None;
+            }),
+            "spec.backup.components[0].name",
+        ),
+        (
+            "backup set template component without restore, database Restore",
+            Box::new(|r| {
+                let mut set = with_set(r.clone()).spec.backup.unwrap();
+                set.components[1].preset = None;
+                set.components[1].template = Some(template("redis:7"));
+                r.spec.backup = Some(set);
+                r.spec.rollback.restore = None;
+                r.spec.rollback.database = DatabaseRollback::Restore;
+            }),
+            "restore Job template for the template component cache",
+        ),
+        (
+            "backup set with rollback.restore",
+            Box::new(|r| {
+                *r = with_database(with_set(r.clone()), DatabaseRollback::Restore);
+            }),
+            "rollback.restore is for a single backup",
         ),
         (
             "malformed maxAge",

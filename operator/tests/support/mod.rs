@@ -166,6 +166,7 @@ pub fn release(preset: BackupPreset) -> AppRelease {
         backup: Some(BackupSpec {
             template: None,
             preset: Some(preset),
+            components: Vec::new(),
             keep_last: 5,
             max_age: None,
             timeout: "10m".into(),
