@@ -1,8 +1,10 @@
-//! The mongodb preset's exact Job scripts. Debian ships no MongoDB server, so the round trip
-//! against a real server is NOT verified here: these tests check how the scripts call
-//! mongodump / mongorestore (stand-ins that record their arguments) and that every failure
-//! (tool missing, server unreachable, empty or invalid archive, damaged backup) fails the Job
-//! without a report and without touching anything.
+//! The mongodb preset's exact Job scripts. The round trip against a real server is NOT
+//! verified here: the real mongodump / mongorestore cannot be had on this machine (Debian ships
+//! no MongoDB Database Tools, and the Go module proxy refuses github.com/mongodb/mongo-tools;
+//! see PRESETS.md). These tests check how the scripts call mongodump / mongorestore
+//! (stand-ins that record their arguments) and that every failure (tool missing, server
+//! unreachable, empty or invalid archive, damaged backup) fails the Job without a report and
+//! without touching anything.
 
 mod support;
 
@@ -105,7 +107,7 @@ fn mongodb_scripts_call_the_tools_with_the_right_arguments() {
         ]
     );
     println!(
-        "mongodb: arguments checked with stand-in tools; round trip NOT verified against a real server"
+        "mongodb: arguments checked with stand-in tools; round trip NOT verified (no real mongodump/mongorestore here)"
     );
 }
 
