@@ -14,7 +14,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use kube::{Client, Config, CustomResourceExt};
+use kube::{Client, Config};
 use serde_json::{Value, json};
 
 use crate::show;
@@ -113,10 +113,11 @@ impl Demo {
     /// Applies the CRD and every document of the example, as `kubectl apply --server-side`.
     pub async fn install_example(&self) -> anyhow::Result<()> {
         let params = PatchParams::apply("apprelease-demo").force();
-        let crd = serde_json::to_value(AppRelease::crd())?;
-        let docs: Vec<Value> = std::iter::once(crd)
-            .chain(serde_saphyr::from_multiple::<Value>(EXAMPLE)?)
-            .collect();
+        let mut docs = Vec::new();
+        for crd in apprelease_operator::crd::all() {
+            docs.push(serde_json::to_value(crd)?);
+        }
+        docs.extend(serde_saphyr::from_multiple::<Value>(EXAMPLE)?);
         for doc in docs {
             let (group, version) = match doc["apiVersion"]
                 .as_str()

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use apprelease_operator::api::AppRelease;
+use apprelease_operator::api::{AppRelease, AppReleaseBackup, AppReleaseRestore};
 use apprelease_sim::requests::RequestRecord;
 use apprelease_sim::{Fault, ImageEffect, JobMatch, JobResult, JobRule, Sim, SimConfig, SimHandle};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, CustomResourceExt};
+use kube::{Client, Config};
 
 use crate::fixtures::{BAD_VERSION, Outcome, RELEASE};
 use crate::testbed::{self, Testbed};
@@ -308,21 +308,24 @@ impl Cluster {
         }));
     }
 
-    /// Applies the CRD generated from the operator's types.
+    /// Applies the CRDs generated from the operator's types.
     async fn install_crd(&self) -> anyhow::Result<()> {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let params = PatchParams::apply("apprelease-e2e").force();
-        api.patch(
-            "appreleases.apprelease.io",
-            &params,
-            &Patch::Apply(AppRelease::crd()),
-        )
-        .await
-        .context("applying the CRD")?;
-        // A real API server serves a new CRD after a moment; wait until the resource answers.
+        for crd in apprelease_operator::crd::all() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            api.patch(&name, &params, &Patch::Apply(crd))
+                .await
+                .with_context(|| format!("applying the CRD {name}"))?;
+        }
+        // A real API server serves a new CRD after a moment; wait until the resources answer.
         let releases: Api<AppRelease> = Api::all(self.client.clone());
-        crate::wait::until(Duration::from_secs(30), "the CRD is served", || async {
+        let restores: Api<AppReleaseRestore> = Api::all(self.client.clone());
+        let backups: Api<AppReleaseBackup> = Api::all(self.client.clone());
+        crate::wait::until(Duration::from_secs(30), "the CRDs are served", || async {
             releases.list(&Default::default()).await.is_ok()
+                && backups.list(&Default::default()).await.is_ok()
+                && restores.list(&Default::default()).await.is_ok()
         })
         .await
     }

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod image;
 pub mod notifications;
 pub mod presets;
+pub mod requests;
 pub mod schedule;
 pub mod spec;
 pub mod status;
@@ -14,6 +15,7 @@ pub mod version;
 
 pub use notifications::*;
 pub use presets::*;
+pub use requests::*;
 pub use spec::*;
 pub use status::*;
 

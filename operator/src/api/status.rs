@@ -27,8 +27,9 @@ pub struct AppReleaseStatus {
     #[serde(default)]
     pub attempts: i64,
 
-    /// The upgrade in flight. It is written before each action it describes, so that an
-    /// operator restarted at any point knows what it was doing. Absent when idle.
+    /// The upgrade (or on-demand backup or restore, see `request`) in flight. It is written
+    /// before each action it describes, so that an operator restarted at any point knows what
+    /// it was doing. Absent when idle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<Upgrade>,
 
@@ -122,6 +123,34 @@ pub struct Upgrade {
     /// Why the upgrade is being rolled back, once it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Set when this is not an upgrade but an on-demand backup or restore
+    /// (`AppReleaseBackup`, `AppReleaseRestore`): which request it carries out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestRef>,
+}
+
+/// An on-demand backup or restore, as the AppRelease's status refers to it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRef {
+    /// Backup or Restore.
+    pub kind: RequestKind,
+    /// The request's name, in the AppRelease's namespace.
+    pub name: String,
+    /// Its uid: a request deleted and created again under the same name is another one.
+    pub uid: String,
+    /// Restore: the components to restore (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+}
+
+/// The kinds of on-demand request.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RequestKind {
+    /// An `AppReleaseBackup`.
+    Backup,
+    /// An `AppReleaseRestore`.
+    Restore,
 }
 
 fn may_have_migrated() -> bool {
@@ -335,9 +364,12 @@ pub struct HistoryEntry {
     pub reason: String,
     /// What happened, for a human.
     pub message: String,
-    /// The backup the upgrade took, if any.
+    /// The backup the upgrade took (or an on-demand request took or restored), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// The on-demand backup or restore this entry was, if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestRef>,
 }
 
 /// How an upgrade ended.

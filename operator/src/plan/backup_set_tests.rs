@@ -248,7 +248,11 @@ fn a_rollback_restores_every_component_in_order_one_at_a_time() {
     for c in COMPONENTS {
         let job = format!("meet-restore-1-{c}");
         assert_eq!(world.run(5), Some(job.clone()));
-        assert_eq!(running_jobs(&world), vec![job.clone()], "one restore at a time");
+        assert_eq!(
+            running_jobs(&world),
+            vec![job.clone()],
+            "one restore at a time"
+        );
         let request = world
             .log
             .iter()

@@ -142,6 +142,7 @@ fn end(plan: &mut Planner, upgrade: &Upgrade, result: UpgradeResult, reason: &st
         reason: reason.to_string(),
         message: message.to_string(),
         backup: upgrade.backup.clone(),
+        request: upgrade.request.clone(),
     };
     plan.status.history.insert(0, entry);
     plan.status.history.truncate(MAX_HISTORY);

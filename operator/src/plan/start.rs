@@ -71,6 +71,7 @@ pub fn begin(plan: &mut Planner, wanted: Vec<ContainerImage>) {
         migration_started: false,
         restored_components: Vec::new(),
         failure: None,
+        request: None,
     });
     super::milestone::started(plan);
     if backup {
