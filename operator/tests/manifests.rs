@@ -71,11 +71,20 @@ fn kustomize_base_renders_the_operator() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    let crd = docs
+    let mut crds: Vec<&str> = docs
         .iter()
-        .find(|d| d["kind"] == "CustomResourceDefinition")
-        .unwrap();
-    assert_eq!(crd["metadata"]["name"], "appreleases.apprelease.io");
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    crds.sort();
+    assert_eq!(
+        crds,
+        [
+            "appreleasebackups.apprelease.io",
+            "appreleaserestores.apprelease.io",
+            "appreleases.apprelease.io"
+        ]
+    );
     let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
     let allows = |resource: &str, verb: &str| {
         role["rules"].as_array().unwrap().iter().any(|rule| {
@@ -90,6 +99,10 @@ fn kustomize_base_renders_the_operator() {
     for (resource, verb) in [
         ("appreleases", "watch"),
         ("appreleases/status", "patch"),
+        ("appreleasebackups", "watch"),
+        ("appreleaserestores", "watch"),
+        ("appreleasebackups/status", "patch"),
+        ("appreleaserestores/status", "patch"),
         ("deployments", "patch"),
         ("deployments/scale", "patch"),
         ("statefulsets", "watch"),
