@@ -20,6 +20,7 @@ pub mod milestone;
 pub mod observed;
 mod outcome;
 mod replicas;
+mod requests;
 pub mod retention;
 mod rollback;
 mod start;
@@ -45,6 +46,8 @@ mod offline_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
+mod request_tests;
+#[cfg(test)]
 mod rest_tests;
 #[cfg(test)]
 mod statefulset_tests;
@@ -55,9 +58,9 @@ mod window_properties;
 #[cfg(test)]
 mod window_tests;
 
-pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
+pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL, RequestUpdate};
 pub use milestone::{Milestone, MilestoneKind};
-pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
+pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState, Request};
 
 use crate::api::{AppRelease, validate};
 

@@ -125,7 +125,10 @@ pub fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 
 /// The components to restore, in order: those the backup set recorded (spec order when it
 /// was taken), else the spec's; `[None]` for a single backup.
-fn restore_order(plan: &Planner, upgrade: &Upgrade) -> Vec<Option<String>> {
+pub fn restore_order(plan: &Planner, upgrade: &Upgrade) -> Vec<Option<String>> {
+    if upgrade.request.is_some() {
+        return super::requests::restore_parts(upgrade);
+    }
     let recorded = upgrade
         .backup
         .as_ref()
