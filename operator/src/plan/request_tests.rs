@@ -416,7 +416,13 @@ fn a_pending_restore_keeps_its_backup_from_being_pruned() {
         succeed(&mut world, &format!("meet-backup-3-{c}"));
     }
     world.step();
-    assert!(world.status().backups.iter().any(|b| b.id == "meet-backup-1"));
+    assert!(
+        world
+            .status()
+            .backups
+            .iter()
+            .any(|b| b.id == "meet-backup-1")
+    );
     assert_eq!(phase(&world, "later"), Some(RequestPhase::Running));
 }
 
