@@ -373,6 +373,11 @@ impl World {
         self.release.status.as_ref().expect("status written")
     }
 
+    /// The status as last written, or an empty one before the first decision.
+    pub fn status_or_default(&self) -> AppReleaseStatus {
+        self.release.status.clone().unwrap_or_default()
+    }
+
     /// The status of the request `name`, as last written.
     pub fn request_status(&self, name: &str) -> &RequestStatus {
         &self
