@@ -18,7 +18,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::conditions::{self, ConditionStatus, Desired};
-use crate::api::{AppRelease, AppReleaseBackup, AppReleaseRestore, FIELD_MANAGER, TargetKind};
+use crate::api::{
+    AppRelease, AppReleaseBackup, AppReleaseRestore, FIELD_MANAGER, ReleaseRequest, TargetKind,
+};
 use crate::backoff::Backoff;
 use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
@@ -116,7 +118,13 @@ pub async fn run(
         notifier: notifier.clone(),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    controller
+    // Requests naming no existing AppRelease are told so by a controller of their own: the
+    // release's controller never runs for a release that does not exist.
+    let orphans = futures::future::join(
+        orphan_watch::<AppReleaseBackup>(context.clone(), &settings.namespace),
+        orphan_watch::<AppReleaseRestore>(context.clone(), &settings.namespace),
+    );
+    let releases_controller = controller
         // By label, not `owns`: a data Job runs without an owner reference (see jobs::build).
         .watches(
             jobs,
@@ -150,8 +158,8 @@ pub async fn run(
             if let Err(error) = result {
                 warn!(%error, "controller stream error");
             }
-        })
-        .await;
+        });
+    futures::future::join(releases_controller, orphans).await;
     if !notifier.drain(NOTIFY_DRAIN).await {
         warn!(limit = ?NOTIFY_DRAIN, "stopping with webhook notifications still queued");
     }
@@ -184,6 +192,76 @@ fn peers(ctx: &Context, release: &AppRelease) -> Vec<plan::Peer> {
 fn job_release(job: Job) -> Option<ObjectRef<Guarded>> {
     let release = job.labels().get(RELEASE_LABEL)?;
     Some(ObjectRef::new(release).within(job.namespace().as_deref().unwrap_or_default()))
+}
+
+/// Watches the requests of kind `K` and says, on those whose AppRelease does not exist, that
+/// they wait for it; the rest are the release controller's.
+async fn orphan_watch<K>(ctx: Arc<Context>, namespace: &Option<String>)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + ReleaseRequest
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = scoped(&ctx.client, namespace);
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            reconcile_orphan::<K>,
+            |_, error, _| {
+                warn!(%error, "writing the status of a request");
+                Action::requeue(Duration::from_secs(10))
+            },
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "request controller stream error");
+            }
+        })
+        .await;
+}
+
+async fn reconcile_orphan<K>(request: Arc<K>, ctx: Arc<Context>) -> Result<Action, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + ReleaseRequest
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let namespace = request.namespace().unwrap_or_default();
+    let named = ObjectRef::<Guarded>::new(request.release()).within(&namespace);
+    if ctx.releases.get(&named).is_some() {
+        return Ok(Action::await_change());
+    }
+    let Some(status) = plan::orphaned(
+        request.request_status(),
+        request.release(),
+        &namespace,
+        request.meta().generation.unwrap_or(0),
+        Utc::now(),
+    ) else {
+        return Ok(Action::await_change());
+    };
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    Api::<K>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &request.name_any(),
+            &params,
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    // Looked at again now and then: the release may be created later, and its own
+    // controller takes the request over then.
+    Ok(Action::requeue(Duration::from_secs(60)))
 }
 
 /// The AppRelease an on-demand request names, in its namespace.

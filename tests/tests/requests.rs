@@ -223,3 +223,30 @@ async fn a_restore_of_a_backup_not_in_the_inventory_is_refused_and_changes_nothi
     assert!(status.upgrade.is_none());
     Ok(())
 }
+
+/// A GitOps tool may create the request before the AppRelease it names: it waits, saying so,
+/// and runs once the release exists.
+#[tokio::test]
+async fn a_request_created_before_its_release_waits_for_it() -> anyhow::Result<()> {
+    let s = Scenario::start("requests-early").await?;
+    request_backup(&s.cluster, "early").await?;
+    let api: Api<AppReleaseBackup> =
+        Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
+    let deadline = Instant::now() + apprelease_e2e::scenario::PATIENCE;
+    let waiting = loop {
+        let status = api.get("early").await?.status.unwrap_or_default();
+        if ready_reason(&status) == "ReleaseNotFound" {
+            break status;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no ReleaseNotFound: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(waiting.phase, Some(RequestPhase::Pending));
+
+    let release = fixtures::release(&s.cluster, RELEASE, V1, &Jobs::default());
+    fixtures::apply(&s.cluster, &release).await?;
+    let backup = wait_over::<AppReleaseBackup>(&s, "early").await?;
+    assert_eq!(backup.phase, Some(RequestPhase::Succeeded), "{backup:#?}");
+    assert_eq!(backup.version.as_deref(), Some(V1));
+    Ok(())
+}

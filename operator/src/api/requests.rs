@@ -128,3 +128,29 @@ pub struct RequestStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
+
+/// What the two request kinds share, for the code that treats them alike.
+pub trait ReleaseRequest {
+    /// The AppRelease it names.
+    fn release(&self) -> &str;
+    /// Its status, if written.
+    fn request_status(&self) -> Option<&RequestStatus>;
+}
+
+impl ReleaseRequest for AppReleaseBackup {
+    fn release(&self) -> &str {
+        &self.spec.release
+    }
+    fn request_status(&self) -> Option<&RequestStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl ReleaseRequest for AppReleaseRestore {
+    fn release(&self) -> &str {
+        &self.spec.release
+    }
+    fn request_status(&self) -> Option<&RequestStatus> {
+        self.status.as_ref()
+    }
+}

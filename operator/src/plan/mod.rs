@@ -61,6 +61,7 @@ mod window_tests;
 pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL, RequestUpdate};
 pub use milestone::{Milestone, MilestoneKind};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState, Request};
+pub use requests::orphaned;
 
 use crate::api::{AppRelease, validate};
 

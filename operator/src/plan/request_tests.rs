@@ -446,3 +446,25 @@ fn deleting_the_release_during_a_restore_before_anything_was_restored_brings_the
     assert_eq!(image_tag(&world), "2.0", "no image changed");
     assert!(world.release.metadata.finalizers.is_none(), "let go");
 }
+
+#[test]
+fn a_request_naming_no_release_waits_and_says_so() {
+    let now = t0();
+    let status = super::orphaned(None, "shop", "apps", 1, now).expect("written");
+    assert_eq!(status.phase, Some(RequestPhase::Pending));
+    let ready = get(&status.conditions, READY).unwrap();
+    assert_eq!(ready.reason, "ReleaseNotFound");
+    assert!(
+        ready
+            .message
+            .contains("AppRelease shop does not exist in namespace apps")
+    );
+    // Written once: the same state again changes nothing.
+    assert_eq!(super::orphaned(Some(&status), "shop", "apps", 1, now), None);
+    // A request that is over is left alone.
+    let done = RequestStatus {
+        phase: Some(RequestPhase::Succeeded),
+        ..RequestStatus::default()
+    };
+    assert_eq!(super::orphaned(Some(&done), "shop", "apps", 1, now), None);
+}

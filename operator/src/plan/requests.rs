@@ -621,3 +621,38 @@ fn refused_by_upgrade(
         )
     })
 }
+
+/// The status of a request whose AppRelease does not exist (a misspelt name, or a GitOps
+/// tool that created the request first): Pending, saying so, since the release may still
+/// come. None when nothing changes (or the request is over).
+pub fn orphaned(
+    current: Option<&RequestStatus>,
+    release: &str,
+    namespace: &str,
+    generation: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<RequestStatus> {
+    let current = current.cloned().unwrap_or_default();
+    if current.phase.is_some_and(|p| p.is_final()) {
+        return None;
+    }
+    let message = format!(
+        "AppRelease {release} does not exist in namespace {namespace}; the request waits for it (check spec.release)"
+    );
+    let mut wanted = current.clone();
+    wanted.phase = Some(RequestPhase::Pending);
+    wanted.observed_generation = Some(generation);
+    let list = &mut wanted.conditions;
+    let pending = Desired::new(ConditionStatus::False, "ReleaseNotFound", &message);
+    conditions::set(list, conditions::READY, Some(pending), generation, now);
+    let reconciling = Desired::new(ConditionStatus::True, "ReleaseNotFound", &message);
+    conditions::set(
+        list,
+        conditions::RECONCILING,
+        Some(reconciling),
+        generation,
+        now,
+    );
+    conditions::set(list, conditions::STALLED, None, generation, now);
+    (wanted != current).then_some(wanted)
+}
