@@ -169,6 +169,16 @@ async fn a_set_backed_up_on_request_is_restored_on_request_with_its_version() ->
         let d = deployments.get(name).await?;
         assert_eq!(d.spec.unwrap().replicas, Some(replicas), "{name}");
     }
+    // The request tells its own story in Events: it ran, then it restored.
+    let events = s
+        .events_with("back-to-v1", &["Running", "Restored"])
+        .await?;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Restored" && m.contains(&id)),
+        "{events:?}"
+    );
     let status = s.wait_settled(RELEASE, "Restored").await?;
     assert_eq!(status.current_version.as_deref(), Some(V1));
     let ready = inspect::condition(&status, READY).unwrap();
@@ -215,6 +225,7 @@ async fn a_restore_of_a_backup_not_in_the_inventory_is_refused_and_changes_nothi
         "{message}"
     );
     assert_eq!(inspect::jobs(&s.cluster).await?, jobs_before, "no Job");
+    s.events_with("nope", &["BackupNotFound"]).await?;
     let status = inspect::status(&s.cluster, RELEASE).await;
     assert_eq!(
         inspect::ready(&status).map(|r| r.1).as_deref(),

@@ -115,6 +115,23 @@ impl Executor<'_> {
                     .map(drop)
             }
         };
+        if result.is_ok()
+            && let Some(note) = &update.note
+        {
+            let kind = match update.kind {
+                RequestKind::Backup => "AppReleaseBackup",
+                RequestKind::Restore => "AppReleaseRestore",
+            };
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("apprelease.io/v1alpha1".into()),
+                kind: Some(kind.into()),
+                name: Some(update.name.clone()),
+                namespace: Some(namespace.to_string()),
+                uid: Some(update.uid.clone()),
+                ..Default::default()
+            };
+            self.events.publish(&reference, note).await;
+        }
         match result {
             Ok(()) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

@@ -121,8 +121,12 @@ pub struct RequestUpdate {
     pub kind: RequestKind,
     /// Its name, in the AppRelease's namespace.
     pub name: String,
+    /// Its uid, for the Event.
+    pub uid: String,
     /// Its new status.
     pub status: RequestStatus,
+    /// An Event for the request itself, when its phase changes.
+    pub note: Option<Note>,
 }
 
 /// An Event to publish.

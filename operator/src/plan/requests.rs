@@ -25,7 +25,7 @@ use crate::api::{
 };
 use crate::jobs::names::JobKind;
 
-use super::decision::{NoteType, Planner, RequestUpdate};
+use super::decision::{Note, NoteType, Planner, RequestUpdate};
 use super::job_progress::{JobProgress, run_component_job};
 use super::observed::{Observed, Request};
 use super::outcome;
@@ -467,13 +467,33 @@ pub fn updates(
         .filter(|r| !r.is_final())
         .filter_map(|r| {
             let wanted = wanted_status(status, observed, refused, r);
+            let note = (wanted.phase != r.status.phase)
+                .then(|| phase_note(&wanted))
+                .flatten();
             (wanted != r.status).then(|| RequestUpdate {
                 kind: r.kind,
                 name: r.name.clone(),
+                uid: r.uid.clone(),
                 status: wanted,
+                note,
             })
         })
         .collect()
+}
+
+/// The Event a request gets when it enters a phase: its Ready condition's reason and message.
+fn phase_note(status: &RequestStatus) -> Option<Note> {
+    let ready = conditions::get(&status.conditions, conditions::READY)?;
+    let type_ = if status.phase == Some(RequestPhase::Failed) {
+        NoteType::Warning
+    } else {
+        NoteType::Normal
+    };
+    Some(Note {
+        type_,
+        reason: ready.reason.clone(),
+        message: ready.message.clone(),
+    })
 }
 
 fn wanted_status(
