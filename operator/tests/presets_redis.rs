@@ -65,24 +65,7 @@ fn round_trip(busybox: bool) {
     operator.job_finished(&backup, &run);
     check_recorded(&operator, &run, &claim, &format!("{}.rdb", backup.name));
 
-    // Damage: half the keys deleted, some changed, new ones added, a whole db flushed.
-    let keys = redis.keys(0);
-    let mut damage = String::new();
-    for (i, k) in keys.iter().enumerate() {
-        let k = String::from_utf8_lossy(k)
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"");
-        if i % 2 == 0 {
-            damage.push_str(&format!("DEL \"{k}\"\n"));
-        } else if i % 5 == 1 {
-            damage.push_str(&format!("RENAME \"{k}\" \"{k}:renamed\"\n"));
-        }
-    }
-    for i in 0..50 {
-        damage.push_str(&format!("SET added:{i} {i}\n"));
-    }
-    redis.pipe(0, &damage);
-    redis.cmd(3, &[b"FLUSHDB"]);
+    redis.damage();
     assert_ne!(redis.dataset(0), before0);
 
     let restore = operator.until_job(JobKind::Restore);

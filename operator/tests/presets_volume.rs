@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use apprelease_operator::api::{BackupPreset, BackupStorage, VolumePreset};
 use apprelease_operator::jobs::names::JobKind;
-use support::files::{manifest, seed};
+use support::files::{damage, manifest, seed};
 use support::*;
 
 const DATA_CLAIM: &str = "shop-data";
@@ -69,25 +69,7 @@ fn round_trip(busybox: bool) {
         "the backup does not change the volume"
     );
 
-    // Damage: files deleted and overwritten, a directory removed, new files and dirs added.
-    let mut n = 0;
-    for (rel, (kind, _, _)) in &before {
-        if *kind != 'f' {
-            continue;
-        }
-        n += 1;
-        let path = data.join(rel);
-        if n % 3 == 0 {
-            std::fs::remove_file(&path).unwrap();
-        } else if n % 10 == 1 {
-            std::fs::write(&path, b"overwritten by the new version").unwrap();
-        }
-    }
-    std::fs::remove_dir_all(data.join("uploads/05")).unwrap();
-    std::fs::remove_dir_all(data.join("empty")).unwrap();
-    std::fs::create_dir_all(data.join("new-version/cache")).unwrap();
-    std::fs::write(data.join("new-version/cache/x"), "new").unwrap();
-    std::fs::write(data.join(".new-dotfile"), "new").unwrap();
+    damage(&data);
     assert_ne!(manifest(&data), before);
 
     let restore = operator.until_job(JobKind::Restore);

@@ -92,3 +92,26 @@ pub fn seed(root: &Path, files: usize) {
     symlink("../../does-not-exist", root.join("uploads/dangling")).unwrap();
     std::fs::write(root.join(".config"), "top-level dotfile\n").unwrap();
 }
+
+/// What a failed upgrade may leave in a tree [`seed`] made: files deleted and overwritten,
+/// directories removed, new files and directories added.
+pub fn damage(root: &Path) {
+    let mut n = 0;
+    for (rel, (kind, _, _)) in &manifest(root) {
+        if *kind != 'f' {
+            continue;
+        }
+        n += 1;
+        let path = root.join(rel);
+        if n % 3 == 0 {
+            std::fs::remove_file(&path).unwrap();
+        } else if n % 10 == 1 {
+            std::fs::write(&path, b"overwritten by the new version").unwrap();
+        }
+    }
+    std::fs::remove_dir_all(root.join("uploads/05")).unwrap();
+    std::fs::remove_dir_all(root.join("empty")).unwrap();
+    std::fs::create_dir_all(root.join("new-version/cache")).unwrap();
+    std::fs::write(root.join("new-version/cache/x"), "new").unwrap();
+    std::fs::write(root.join(".new-dotfile"), "new").unwrap();
+}

@@ -333,13 +333,7 @@ impl Operator {
                             slot.1 = image.clone();
                         }
                     }
-                    d.generation += 1;
-                    d.observed_generation = d.generation;
-                    // 2.0 never becomes available: the rollout fails and is rolled back.
-                    let broken = d.containers.iter().any(|(_, i)| i.ends_with(":2.0"));
-                    d.updated_replicas = if broken { 0 } else { d.replicas };
-                    d.available_replicas = if broken { 0 } else { d.replicas };
-                    d.deadline_exceeded = broken;
+                    settle(d);
                 }
                 Action::Scale {
                     deployment,
@@ -348,9 +342,8 @@ impl Operator {
                 } => {
                     let d = self.cluster.deployments.get_mut(deployment).unwrap();
                     d.replicas = *replicas;
-                    d.generation += 1;
-                    d.observed_generation = d.generation;
                     d.status_replicas = *replicas;
+                    settle(d);
                 }
                 // The Jobs here are recorded as owned already.
                 Action::HandOver { .. } => {}
@@ -373,6 +366,17 @@ impl Operator {
     pub fn job_container(&self, request: &JobRequest) -> JobContainer {
         JobContainer::of(&jobs::build(&self.release, request).expect("the Job builds"))
     }
+}
+
+/// A Deployment once its controller acted on a change: every replica updated and available,
+/// except that 2.0 never becomes available (its rollout fails and is rolled back).
+fn settle(d: &mut DeploymentState) {
+    d.generation += 1;
+    d.observed_generation = d.generation;
+    let broken = d.containers.iter().any(|(_, i)| i.ends_with(":2.0"));
+    d.updated_replicas = if broken { 0 } else { d.replicas };
+    d.available_replicas = if broken { 0 } else { d.replicas };
+    d.deadline_exceeded = broken;
 }
 
 /// The Job requests of a decision, in order.

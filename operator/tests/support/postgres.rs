@@ -171,6 +171,59 @@ impl Postgres {
         .to_string()
     }
 
+    /// What a failed upgrade may leave: rows deleted and changed, a view, a function and an
+    /// enum value changed, a column, a table, a type, a domain and a function added by its
+    /// migration, a sequence moved.
+    pub fn damage(&self) {
+        self.psql(
+            "DELETE FROM orders WHERE id % 3 = 0; DELETE FROM customers WHERE id > 600 AND id NOT IN (SELECT customer FROM orders);
+             UPDATE customers SET name = 'damaged', balance = 0 WHERE id % 7 = 0;
+             ALTER TABLE customers ADD COLUMN migrated boolean DEFAULT true;
+             CREATE TABLE added_by_migration (id int); INSERT INTO added_by_migration VALUES (1);
+             CREATE TYPE added_mood AS ENUM ('ok'); CREATE DOMAIN added_positive AS int CHECK (VALUE > 0);
+             CREATE FUNCTION added_fn() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
+             DROP FUNCTION tier_of(numeric); ALTER TYPE tier ADD VALUE 'gold';
+             DROP VIEW rich; SELECT setval('invoice_numbers', 5000);",
+        );
+    }
+
+    /// What [`Postgres::damage`] changed outside the tables is back as [`Postgres::seed`] left
+    /// it. Takes a value of `invoice_numbers`.
+    pub fn assert_schema_as_seeded(&self) {
+        // What the migration added is gone, what it dropped is back.
+        assert_eq!(
+            self.psql(
+                "SELECT count(*) FROM information_schema.columns WHERE column_name = 'migrated'"
+            )
+            .trim(),
+            "0"
+        );
+        assert_eq!(
+            self.psql("SELECT to_regclass('added_by_migration') IS NULL")
+                .trim(),
+            "t"
+        );
+        assert_eq!(
+            self.psql("SELECT count(*) FROM rich").trim(),
+            self.psql("SELECT count(*) FROM customers WHERE balance > 500")
+                .trim()
+        );
+        assert_eq!(
+            self.psql("SELECT nextval('invoice_numbers')").trim(),
+            "1002"
+        );
+        // Types, domains and functions: as in the backup, not as the migration left them.
+        assert_eq!(
+            self.psql("SELECT to_regtype('added_mood') IS NULL AND to_regtype('added_positive') IS NULL AND to_regprocedure('added_fn()') IS NULL").trim(),
+            "t"
+        );
+        assert_eq!(self.psql("SELECT tier_of(1000)").trim(), "paid");
+        assert_eq!(
+            self.psql("SELECT enum_range(NULL::tier)").trim(),
+            "{free,paid}"
+        );
+    }
+
     pub fn seed(&self, rows: usize) {
         self.seed_as("postgres", PASSWORD, rows);
     }

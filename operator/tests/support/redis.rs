@@ -170,6 +170,31 @@ impl Redis {
         self.pipe(3, &db3);
     }
 
+    /// What a failed upgrade may leave: half the keys of db 0 deleted, some renamed, some
+    /// overwritten (type and TTL too), new ones added, db 3 flushed.
+    pub fn damage(&self) {
+        let keys = self.keys(0);
+        let mut damage = String::new();
+        for (i, k) in keys.iter().enumerate() {
+            let k = String::from_utf8_lossy(k)
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            if i % 2 == 0 {
+                damage.push_str(&format!("DEL \"{k}\"\n"));
+            } else if i % 5 == 1 {
+                damage.push_str(&format!("RENAME \"{k}\" \"{k}:renamed\"\n"));
+            } else if i % 5 == 3 {
+                // Another value, another type, no TTL.
+                damage.push_str(&format!("SET \"{k}\" changed\n"));
+            }
+        }
+        for i in 0..50 {
+            damage.push_str(&format!("SET added:{i} {i}\n"));
+        }
+        self.pipe(0, &damage);
+        self.cmd(3, &[b"FLUSHDB"]);
+    }
+
     pub fn pipe(&self, db: u32, commands: &str) {
         use std::io::Write;
         let mut child = redis_cli(self.port, db)
