@@ -824,3 +824,59 @@ fn a_component_starting_late_leaves_the_file_a_sibling_is_writing_alone() {
     record_set(&mut operator, &stores, &backups);
     assert!(!stale.exists(), "an earlier set's leftover is removed");
 }
+
+/// Every component's Job deletes the backups retention let go as soon as its own file is
+/// written, before the set as a whole has succeeded: when a sibling then fails, those
+/// backups are gone from the claim all the same, and must be gone from the inventory too.
+#[test]
+fn a_set_that_fails_after_its_components_pruned_lists_no_pruned_set() {
+    let stores = Stores::start(CLAIM);
+    stores.seed(100, 60, 30);
+    // keepLast 1: each upgrade's set may prune all but the last upgrade's.
+    let mut operator = operator(CLAIM, 1);
+    set_version(&mut operator, "3.0");
+    let (first, _) = take_set(&mut operator, &stores, 1);
+    settle(&mut operator);
+    set_version(&mut operator, "4.0");
+    let (second, _) = take_set(&mut operator, &stores, 2);
+    settle(&mut operator);
+    assert_eq!(operator.status().current_version.as_deref(), Some("4.0"));
+
+    set_version(&mut operator, "5.0");
+    let requests = backup_jobs(&mut operator, 3);
+    let first_files: Vec<String> = first.components.iter().map(|c| c.job.clone()).collect();
+    assert!(
+        requests.iter().all(|r| r.prune == first_files),
+        "{:?}",
+        requests[0].prune
+    );
+    let backups = stores.run(&operator, &requests, Some("cache"));
+    for ran in &backups {
+        let decision = operator.job_finished(&ran.request, &ran.run);
+        assert!(!sets_images(&decision));
+    }
+    assert_eq!(ready(&operator).reason, "BackupFailed");
+    for c in &first.components {
+        assert!(
+            !stores.file(c).exists(),
+            "db's and uploads' Jobs pruned {}",
+            c.job
+        );
+    }
+    let ids: Vec<&str> = operator
+        .status()
+        .backups
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [second.id.as_str()],
+        "the inventory lists only sets whose files exist"
+    );
+    stores.assert_inventory_is_on_the_claims(&operator);
+    assert_eq!(
+        operator.status().incomplete_backups,
+        ["shop-backup-3-db", "shop-backup-3-uploads"]
+    );
+}
