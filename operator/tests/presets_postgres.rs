@@ -215,10 +215,7 @@ fn postgres_restore_refuses_a_damaged_backup_and_leaves_the_database_alone() {
         .join(NAMESPACE)
         .join(RELEASE)
         .join(format!("{}.pgdump", backup.name));
-    let mut bytes = std::fs::read(&file).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&file, bytes).unwrap();
+    flip_middle_byte(&file);
 
     let restore = operator.until_job(JobKind::Restore);
     let run = run_container(

@@ -197,10 +197,7 @@ fn redis_restore_refuses_a_damaged_snapshot_and_leaves_the_server_alone() {
         .join(NAMESPACE)
         .join(RELEASE)
         .join(format!("{}.rdb", backup.name));
-    let mut bytes = std::fs::read(&file).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    std::fs::write(&file, bytes).unwrap();
+    flip_middle_byte(&file);
     let restore = operator.until_job(JobKind::Restore);
     let run = run_container(
         &operator.job_container(&restore),

@@ -298,6 +298,11 @@ fn ready(operator: &Operator) -> Condition {
         .clone()
 }
 
+fn backup_ids(operator: &Operator) -> Vec<&str> {
+    let backups = &operator.status().backups;
+    backups.iter().map(|b| b.id.as_str()).collect()
+}
+
 fn sets_images(decision: &Decision) -> bool {
     decision
         .actions
@@ -622,11 +627,7 @@ fn a_damaged_cache_backup_stops_the_rollback_after_db_and_names_the_component() 
     stores.damage();
     let damaged = stores.snapshot();
     // One flipped byte in the middle of the cache's snapshot.
-    let file = stores.file(&set.components[1]);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    std::fs::write(&file, bytes).unwrap();
+    flip_middle_byte(&stores.file(&set.components[1]));
 
     let db = operator.until_job(JobKind::Restore);
     assert_eq!(db.component.as_deref(), Some("db"));
@@ -749,11 +750,7 @@ fn check_jobs_verify_each_component_backup_and_touch_nothing() {
     );
 
     for c in &set.components {
-        let file = stores.file(c);
-        let mut bytes = std::fs::read(&file).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x01;
-        std::fs::write(&file, bytes).unwrap();
+        flip_middle_byte(&stores.file(c));
     }
     for (ran, c) in stores
         .run(&operator, &checks, None)
@@ -863,14 +860,8 @@ fn a_set_that_fails_after_its_components_pruned_lists_no_pruned_set() {
             c.job
         );
     }
-    let ids: Vec<&str> = operator
-        .status()
-        .backups
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect();
     assert_eq!(
-        ids,
+        backup_ids(&operator),
         [second.id.as_str()],
         "the inventory lists only sets whose files exist"
     );

@@ -173,16 +173,28 @@ fn a_preset_component_without_a_valid_report_fails_the_set() {
     );
 }
 
-#[test]
-fn a_failed_set_drops_what_its_jobs_pruned_and_the_next_good_set_prunes_its_leftovers() {
-    // keepLast 2. Upgrades 1.0→2.0→3.0 succeed, 3.0→4.0 fails a component, 3.0→5.0 succeeds.
+fn backup_ids(world: &World) -> Vec<&str> {
+    let backups = &world.status().backups;
+    backups.iter().map(|b| b.id.as_str()).collect()
+}
+
+/// keepLast 2: upgrades 1.0→2.0→3.0 succeed, then 3.0→4.0 starts its set (attempt 3), which
+/// is to prune the first set's files.
+fn third_set_started() -> World {
     let mut world = World::new(with_set(release("2.0")), cluster("1.0"));
     world.finish_every_job(vec![], 10);
     world.set_version("3.0");
     world.finish_every_job(vec![], 10);
-    assert_eq!(world.status().backups.len(), 2);
+    assert_eq!(backup_ids(&world), ["meet-backup-2", "meet-backup-1"]);
     world.set_version("4.0");
     world.step();
+    world
+}
+
+#[test]
+fn a_failed_set_drops_what_its_jobs_pruned_and_the_next_good_set_prunes_its_leftovers() {
+    // 3.0→4.0 fails a component, 3.0→5.0 succeeds.
+    let mut world = third_set_started();
     let jobs = running_jobs(&world);
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     succeed(&mut world, "meet-backup-3-db");
@@ -195,13 +207,7 @@ fn a_failed_set_drops_what_its_jobs_pruned_and_the_next_good_set_prunes_its_left
     );
     // db's and uploads' Jobs deleted the oldest set's files once they had written theirs, so
     // it leaves the inventory although this set failed.
-    let ids: Vec<&str> = world
-        .status()
-        .backups
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect();
-    assert_eq!(ids, ["meet-backup-2"]);
+    assert_eq!(backup_ids(&world), ["meet-backup-2"]);
 
     world.set_version("5.0");
     let decision = world.step();
@@ -228,35 +234,22 @@ fn a_failed_set_drops_what_its_jobs_pruned_and_the_next_good_set_prunes_its_left
         succeed(&mut world, &format!("meet-backup-4-{c}"));
     }
     assert_eq!(world.run(10), None);
-    let status = world.status();
-    let ids: Vec<&str> = status.backups.iter().map(|b| b.id.as_str()).collect();
-    assert_eq!(ids, ["meet-backup-4", "meet-backup-2"]);
-    assert!(status.incomplete_backups.is_empty());
+    assert_eq!(backup_ids(&world), ["meet-backup-4", "meet-backup-2"]);
+    assert!(world.status().incomplete_backups.is_empty());
 }
 
 #[test]
 fn a_set_whose_every_component_failed_pruned_nothing() {
-    // keepLast 2: the third upgrade's set would prune the first, but no Job of it wrote a
-    // file, so none deleted anything.
-    let mut world = World::new(with_set(release("2.0")), cluster("1.0"));
-    world.finish_every_job(vec![], 10);
-    world.set_version("3.0");
-    world.finish_every_job(vec![], 10);
-    world.set_version("4.0");
-    world.step();
+    // The third set would prune the first, but no Job of it wrote a file, so none deleted
+    // anything.
+    let mut world = third_set_started();
     for c in COMPONENTS {
         let job = format!("meet-backup-3-{c}");
         world.finish_job(&job, JobOutcome::Failed("x".into()), None);
     }
     assert_eq!(world.run(5), None);
     assert_eq!(ready(world.status()), (False, "BackupFailed".into()));
-    let ids: Vec<&str> = world
-        .status()
-        .backups
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect();
-    assert_eq!(ids, ["meet-backup-2", "meet-backup-1"]);
+    assert_eq!(backup_ids(&world), ["meet-backup-2", "meet-backup-1"]);
     assert!(world.status().incomplete_backups.is_empty());
 }
 

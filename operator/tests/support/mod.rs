@@ -761,6 +761,14 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// A backup damaged in place: one byte in the middle of the file flipped.
+pub fn flip_middle_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(path, bytes).unwrap();
+}
+
 pub fn sha256_of(path: &Path) -> String {
     run_ok(Command::new("sha256sum").arg(path))
         .split_whitespace()
