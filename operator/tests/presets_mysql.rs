@@ -80,7 +80,7 @@ impl Mariadb {
         for _ in 0..5 {
             let port = free_port();
             let log = scratch.path.join("error.log");
-            let mut child = Command::new(&server)
+            let child = Command::new(&server)
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .arg(format!("--tmpdir={}", tmp.display()))
@@ -100,38 +100,28 @@ impl Mariadb {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let start = std::time::Instant::now();
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                let ok = Command::new("mariadb")
+            let ready = || {
+                Command::new("mariadb")
                     .arg("--no-defaults")
                     .arg(format!("--socket={}", socket.display()))
                     .args(["-uroot", "-e", "SELECT 1"])
                     .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
-                    let db = Self {
-                        child,
-                        port,
-                        socket,
-                        scratch,
-                    };
-                    db.root(&format!(
-                        "CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4;
-                         CREATE USER 'app'@'%' IDENTIFIED BY '{}';
-                         GRANT ALL ON {DATABASE}.* TO 'app'@'%';",
-                        PASSWORD.replace('\'', "''")
-                    ));
-                    return db;
-                }
-                if start.elapsed() > Duration::from_secs(60) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
+                    .is_ok_and(|o| o.status.success())
+            };
+            if let Some(child) = await_server(child, Duration::from_secs(60), ready) {
+                let db = Self {
+                    child,
+                    port,
+                    socket,
+                    scratch,
+                };
+                db.root(&format!(
+                    "CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4;
+                     CREATE USER 'app'@'%' IDENTIFIED BY '{}';
+                     GRANT ALL ON {DATABASE}.* TO 'app'@'%';",
+                    PASSWORD.replace('\'', "''")
+                ));
+                return db;
             }
             last = std::fs::read_to_string(&log).unwrap_or_default();
         }

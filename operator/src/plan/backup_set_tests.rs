@@ -173,16 +173,28 @@ fn a_preset_component_without_a_valid_report_fails_the_set() {
     );
 }
 
-#[test]
-fn the_next_good_set_prunes_the_leftovers_and_the_sets_past_keep_last() {
-    // keepLast 2. Upgrades 1.0→2.0→3.0 succeed, 3.0→4.0 fails a component, 3.0→5.0 succeeds.
+fn backup_ids(world: &World) -> Vec<&str> {
+    let backups = &world.status().backups;
+    backups.iter().map(|b| b.id.as_str()).collect()
+}
+
+/// keepLast 2: upgrades 1.0→2.0→3.0 succeed, then 3.0→4.0 starts its set (attempt 3), which
+/// is to prune the first set's files.
+fn third_set_started() -> World {
     let mut world = World::new(with_set(release("2.0")), cluster("1.0"));
     world.finish_every_job(vec![], 10);
     world.set_version("3.0");
     world.finish_every_job(vec![], 10);
-    assert_eq!(world.status().backups.len(), 2);
+    assert_eq!(backup_ids(&world), ["meet-backup-2", "meet-backup-1"]);
     world.set_version("4.0");
     world.step();
+    world
+}
+
+#[test]
+fn a_failed_set_drops_what_its_jobs_pruned_and_the_next_good_set_prunes_its_leftovers() {
+    // 3.0→4.0 fails a component, 3.0→5.0 succeeds.
+    let mut world = third_set_started();
     let jobs = running_jobs(&world);
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     succeed(&mut world, "meet-backup-3-db");
@@ -193,6 +205,9 @@ fn the_next_good_set_prunes_the_leftovers_and_the_sets_past_keep_last() {
         world.status().incomplete_backups,
         ["meet-backup-3-db", "meet-backup-3-uploads"]
     );
+    // db's and uploads' Jobs deleted the oldest set's files once they had written theirs, so
+    // it leaves the inventory although this set failed.
+    assert_eq!(backup_ids(&world), ["meet-backup-2"]);
 
     world.set_version("5.0");
     let decision = world.step();
@@ -204,18 +219,14 @@ fn the_next_good_set_prunes_the_leftovers_and_the_sets_past_keep_last() {
             _ => None,
         })
         .collect();
-    // The oldest set goes (its three files), and the failed set's two leftovers; the newest
-    // set stays (keepLast 2 with the new one, and the last upgrade's backup).
-    let expected: Vec<String> = COMPONENTS
-        .iter()
-        .map(|c| format!("meet-backup-1-{c}"))
-        .chain(["meet-backup-3-db".into(), "meet-backup-3-uploads".into()])
-        .collect();
+    // The failed set's two leftovers go; the newest set stays (keepLast 2 with the new one,
+    // and the last upgrade's backup).
+    let expected = ["meet-backup-3-db", "meet-backup-3-uploads"];
     assert_eq!(prune.len(), 3, "every component Job prunes");
     assert!(prune.iter().all(|p| *p == expected), "{prune:?}");
     assert_eq!(
-        world.status().backups.len(),
-        2,
+        world.status().incomplete_backups,
+        expected,
         "nothing leaves the inventory before the new set succeeded"
     );
 
@@ -223,10 +234,23 @@ fn the_next_good_set_prunes_the_leftovers_and_the_sets_past_keep_last() {
         succeed(&mut world, &format!("meet-backup-4-{c}"));
     }
     assert_eq!(world.run(10), None);
-    let status = world.status();
-    let ids: Vec<&str> = status.backups.iter().map(|b| b.id.as_str()).collect();
-    assert_eq!(ids, ["meet-backup-4", "meet-backup-2"]);
-    assert!(status.incomplete_backups.is_empty());
+    assert_eq!(backup_ids(&world), ["meet-backup-4", "meet-backup-2"]);
+    assert!(world.status().incomplete_backups.is_empty());
+}
+
+#[test]
+fn a_set_whose_every_component_failed_pruned_nothing() {
+    // The third set would prune the first, but no Job of it wrote a file, so none deleted
+    // anything.
+    let mut world = third_set_started();
+    for c in COMPONENTS {
+        let job = format!("meet-backup-3-{c}");
+        world.finish_job(&job, JobOutcome::Failed("x".into()), None);
+    }
+    assert_eq!(world.run(5), None);
+    assert_eq!(ready(world.status()), (False, "BackupFailed".into()));
+    assert_eq!(backup_ids(&world), ["meet-backup-2", "meet-backup-1"]);
+    assert!(world.status().incomplete_backups.is_empty());
 }
 
 #[test]

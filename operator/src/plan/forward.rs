@@ -138,6 +138,10 @@ pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         ));
     }
     if !failures.is_empty() {
+        // A Job that wrote its file pruned right after, whatever became of the rest.
+        if !taken.is_empty() || !unreported.is_empty() {
+            forget_pruned(plan, upgrade);
+        }
         let mut message = failures.join("; ");
         if set {
             let id = job_name(plan.name, JobKind::Backup, upgrade.attempt);
@@ -220,12 +224,8 @@ fn record_backup(
     if !record.components.is_empty() {
         record.size_bytes = record.components.iter().map(|c| c.size_bytes).sum();
     }
-    plan.status
-        .backups
-        .retain(|b| b.id != id && !retention::is_pruned(b, &upgrade.prune));
-    plan.status
-        .incomplete_backups
-        .retain(|job| !upgrade.prune.contains(job));
+    plan.status.backups.retain(|b| b.id != id);
+    forget_pruned(plan, upgrade);
     plan.status.backups.insert(0, record);
     if let Some(u) = plan.status.upgrade.as_mut() {
         u.backup = Some(id.clone());
@@ -240,6 +240,17 @@ fn record_backup(
         "BackupSucceeded",
         format!("{what} of version {} taken", display(&upgrade.from)),
     );
+}
+
+/// Drops from the inventory what this upgrade's backup Jobs deleted: each of them prunes
+/// `upgrade.prune` as soon as its own file is written, before the rest of a set is done.
+fn forget_pruned(plan: &mut Planner, upgrade: &Upgrade) {
+    plan.status
+        .backups
+        .retain(|b| !retention::is_pruned(b, &upgrade.prune));
+    plan.status
+        .incomplete_backups
+        .retain(|job| !upgrade.prune.contains(job));
 }
 
 pub fn migrating(plan: &mut Planner, upgrade: &Upgrade) -> Transition {

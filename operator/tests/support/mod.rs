@@ -10,9 +10,13 @@
 
 #![allow(dead_code)]
 
+pub mod files;
+pub mod postgres;
+pub mod redis;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +27,7 @@ use apprelease_operator::plan::{
     Action, Decision, DeploymentState, JobOutcome, JobRequest, JobState, Observed, decide,
 };
 use chrono::{TimeZone, Utc};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use kube::api::ObjectMeta;
 
@@ -146,6 +151,30 @@ pub fn run_ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Waits until a server just spawned answers `ready`. None, with the server killed, when it
+/// exited first (its port was taken) or did not answer within `limit`.
+pub fn await_server(
+    mut child: Child,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Option<Child> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if ready() {
+            return Some(child);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `ready` until it holds, for at most `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
@@ -160,17 +189,22 @@ pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 
 /// `shop` upgrading from 1.0 to 2.0, backed up by `preset`, restoring it on rollback.
 pub fn release(preset: BackupPreset) -> AppRelease {
+    release_with(BackupSpec {
+        template: None,
+        preset: Some(preset),
+        components: Vec::new(),
+        keep_last: 5,
+        max_age: None,
+        timeout: "10m".into(),
+    })
+}
+
+/// `shop` upgrading from 1.0 to 2.0 with `backup`, restoring it on rollback.
+pub fn release_with(backup: BackupSpec) -> AppRelease {
     let spec = AppReleaseSpec {
         version: "2.0".into(),
         targets: vec![Target::deployment("web")],
-        backup: Some(BackupSpec {
-            template: None,
-            preset: Some(preset),
-            components: Vec::new(),
-            keep_last: 5,
-            max_age: None,
-            timeout: "10m".into(),
-        }),
+        backup: Some(backup),
         migration: None,
         rollout: RolloutSpec::default(),
         verify: None,
@@ -234,8 +268,12 @@ pub struct Operator {
 
 impl Operator {
     pub fn new(preset: BackupPreset) -> Self {
+        Self::with_release(release(preset))
+    }
+
+    pub fn with_release(release: AppRelease) -> Self {
         Self {
-            release: release(preset),
+            release,
             cluster: cluster(),
         }
     }
@@ -254,47 +292,24 @@ impl Operator {
     /// Reconciles until the planner asks for a Job of `kind`; carries out image and scale
     /// actions like a cluster whose new version never becomes ready.
     pub fn until_job(&mut self, kind: JobKind) -> JobRequest {
+        let mut jobs = self.until_jobs(kind);
+        assert_eq!(jobs.len(), 1, "one {kind} Job at a time: {jobs:?}");
+        jobs.remove(0)
+    }
+
+    /// [`Operator::until_job`] for the Jobs a backup set starts at once: all those of the
+    /// first decision that asks for any.
+    pub fn until_jobs(&mut self, kind: JobKind) -> Vec<JobRequest> {
         for _ in 0..12 {
             let decision = self.decide();
-            for action in &decision.actions {
-                match action {
-                    Action::CreateJob(request) if request.kind == kind => return request.clone(),
-                    Action::CreateJob(request) => panic!("unexpected Job {request:?}"),
-                    Action::SetImages {
-                        deployment, images, ..
-                    } => {
-                        let d = self.cluster.deployments.get_mut(deployment).unwrap();
-                        for (container, image) in images {
-                            if let Some(slot) =
-                                d.containers.iter_mut().find(|(c, _)| c == container)
-                            {
-                                slot.1 = image.clone();
-                            }
-                        }
-                        d.generation += 1;
-                        d.observed_generation = d.generation;
-                        // 2.0 never becomes available: the rollout fails and is rolled back.
-                        let broken = d.containers.iter().any(|(_, i)| i.ends_with(":2.0"));
-                        d.updated_replicas = if broken { 0 } else { d.replicas };
-                        d.available_replicas = if broken { 0 } else { d.replicas };
-                        d.deadline_exceeded = broken;
-                    }
-                    Action::Scale {
-                        deployment,
-                        replicas,
-                        ..
-                    } => {
-                        let d = self.cluster.deployments.get_mut(deployment).unwrap();
-                        d.replicas = *replicas;
-                        d.generation += 1;
-                        d.observed_generation = d.generation;
-                        d.status_replicas = *replicas;
-                    }
-                    // The Jobs here are recorded as owned already.
-                    Action::HandOver { .. } => {}
-                    // Only StatefulSet targets have pods to delete; these are Deployments.
-                    Action::DeletePod { .. } => panic!("no StatefulSet here: {action:?}"),
-                }
+            self.carry_out(&decision);
+            let jobs = created_jobs(&decision);
+            if !jobs.is_empty() {
+                assert!(
+                    jobs.iter().all(|j| j.kind == kind),
+                    "unexpected Jobs {jobs:?}"
+                );
+                return jobs;
             }
             self.cluster.now += chrono::Duration::seconds(10);
         }
@@ -302,6 +317,41 @@ impl Operator {
             "the planner never asked for a {kind} Job: {:#?}",
             self.status()
         );
+    }
+
+    /// Carries out a decision's image and scale actions like a cluster whose version 2.0
+    /// never becomes ready; the Jobs it asks for are left to the test.
+    pub fn carry_out(&mut self, decision: &Decision) {
+        for action in &decision.actions {
+            match action {
+                Action::CreateJob(_) => {}
+                Action::SetImages {
+                    deployment, images, ..
+                } => {
+                    let d = self.cluster.deployments.get_mut(deployment).unwrap();
+                    for (container, image) in images {
+                        if let Some(slot) = d.containers.iter_mut().find(|(c, _)| c == container) {
+                            slot.1 = image.clone();
+                        }
+                    }
+                    settle(d);
+                }
+                Action::Scale {
+                    deployment,
+                    replicas,
+                    ..
+                } => {
+                    let d = self.cluster.deployments.get_mut(deployment).unwrap();
+                    d.replicas = *replicas;
+                    d.status_replicas = *replicas;
+                    settle(d);
+                }
+                // The Jobs here are recorded as owned already.
+                Action::HandOver { .. } => {}
+                // Only StatefulSet targets have pods to delete; these are Deployments.
+                Action::DeletePod { .. } => panic!("no StatefulSet here: {action:?}"),
+            }
+        }
     }
 
     /// Tells the planner how a Job ended, and reconciles once.
@@ -314,11 +364,65 @@ impl Operator {
     }
 
     /// The Job the operator would create for `request`.
-    pub fn job_container(&self, request: &JobRequest) -> Container {
-        let job = jobs::build(&self.release, request).expect("the Job builds");
-        let pod = job.spec.unwrap().template.spec.unwrap();
+    pub fn job_container(&self, request: &JobRequest) -> JobContainer {
+        JobContainer::of(&jobs::build(&self.release, request).expect("the Job builds"))
+    }
+}
+
+/// A Deployment once its controller acted on a change: every replica updated and available,
+/// except that 2.0 never becomes available (its rollout fails and is rolled back).
+fn settle(d: &mut DeploymentState) {
+    d.generation += 1;
+    d.observed_generation = d.generation;
+    let broken = d.containers.iter().any(|(_, i)| i.ends_with(":2.0"));
+    d.updated_replicas = if broken { 0 } else { d.replicas };
+    d.available_replicas = if broken { 0 } else { d.replicas };
+    d.deadline_exceeded = broken;
+}
+
+/// The Job requests of a decision, in order.
+pub fn created_jobs(decision: &Decision) -> Vec<JobRequest> {
+    decision
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateJob(request) => Some(request.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Job's only container, and the claim behind each of its pod's volumes.
+pub struct JobContainer {
+    pub container: Container,
+    /// Volume name → claim name.
+    pub claims: BTreeMap<String, String>,
+}
+
+impl JobContainer {
+    pub fn of(job: &Job) -> Self {
+        let pod = job.spec.clone().unwrap().template.spec.unwrap();
         assert_eq!(pod.containers.len(), 1);
-        pod.containers[0].clone()
+        let claims = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let claim = v.persistent_volume_claim.as_ref()?;
+                Some((v.name.clone(), claim.claim_name.clone()))
+            })
+            .collect();
+        Self {
+            container: pod.containers[0].clone(),
+            claims,
+        }
+    }
+}
+
+impl std::ops::Deref for JobContainer {
+    type Target = Container;
+    fn deref(&self) -> &Container {
+        &self.container
     }
 }
 
@@ -387,11 +491,18 @@ pub struct Mounts {
     pub path: Option<String>,
     /// The shell that runs the script, instead of /bin/sh.
     pub shell: Option<PathBuf>,
+    /// The connection Secret the Job must read; [`SECRET`] when None.
+    pub secret: Option<String>,
 }
 
 impl Mounts {
     pub fn claim(mut self, name: &str, dir: &Path) -> Self {
         self.claims.insert(name.into(), dir.to_path_buf());
+        self
+    }
+
+    pub fn secret(mut self, name: &str) -> Self {
+        self.secret = Some(name.into());
         self
     }
 
@@ -496,11 +607,12 @@ impl ScriptRun {
 /// Runs the Job's container here: its exact script, its environment, the Secret's values
 /// for its `envFrom`, and its claims mapped to directories.
 pub fn run_container(
-    container: &Container,
+    job: &JobContainer,
     secret: &BTreeMap<String, String>,
     mounts: &Mounts,
     scratch: &Scratch,
 ) -> ScriptRun {
+    let container = &job.container;
     let command = container
         .command
         .as_ref()
@@ -536,18 +648,18 @@ pub fn run_container(
     }
     for source in container.env_from.iter().flatten() {
         let secret_ref = source.secret_ref.as_ref().expect("envFrom a Secret");
-        assert_eq!(secret_ref.name, SECRET, "the preset's connection Secret");
+        let expected = mounts.secret.as_deref().unwrap_or(SECRET);
+        assert_eq!(secret_ref.name, expected, "the preset's connection Secret");
         cmd.envs(secret);
     }
     for mount in container.volume_mounts.iter().flatten() {
-        let claim = match mount.name.as_str() {
-            "backups" => CLAIM.to_string(),
-            "data" => "shop-data".to_string(),
-            other => panic!("unexpected volume {other}"),
-        };
+        let claim = job
+            .claims
+            .get(&mount.name)
+            .unwrap_or_else(|| panic!("volume {} is no claim", mount.name));
         let dir = mounts
             .claims
-            .get(&claim)
+            .get(claim)
             .unwrap_or_else(|| panic!("test gives no directory for claim {claim}"));
         let var = match mount.mount_path.as_str() {
             "/backups" => "APPRELEASE_BACKUP_ROOT",
@@ -575,6 +687,59 @@ pub fn run_container(
     run
 }
 
+/// How a store compares after a round trip with before, entry by entry (a row by primary
+/// key, a Redis key, a path), each by its whole value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub compared: usize,
+    pub lost: usize,
+    pub changed: usize,
+    pub extra: usize,
+}
+
+impl Diff {
+    pub fn of<K: Ord, V: PartialEq>(before: &BTreeMap<K, V>, after: &BTreeMap<K, V>) -> Self {
+        let lost = before.keys().filter(|k| !after.contains_key(*k)).count();
+        let changed = before
+            .iter()
+            .filter(|(k, v)| after.get(*k).is_some_and(|a| a != *v))
+            .count();
+        let extra = after.keys().filter(|k| !before.contains_key(*k)).count();
+        Self {
+            compared: before.len(),
+            lost,
+            changed,
+            extra,
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        (self.lost, self.changed, self.extra) == (0, 0, 0)
+    }
+}
+
+impl std::ops::Add for Diff {
+    type Output = Diff;
+    fn add(self, other: Diff) -> Diff {
+        Diff {
+            compared: self.compared + other.compared,
+            lost: self.lost + other.lost,
+            changed: self.changed + other.changed,
+            extra: self.extra + other.extra,
+        }
+    }
+}
+
+impl std::fmt::Display for Diff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} compared, {} lost, {} changed, {} extra",
+            self.compared, self.lost, self.changed, self.extra
+        )
+    }
+}
+
 /// Files (not directories) under `dir`, relative, sorted; for "nothing was left behind".
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -595,6 +760,14 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// A backup damaged in place: one byte in the middle of the file flipped.
+pub fn flip_middle_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(path, bytes).unwrap();
 }
 
 pub fn sha256_of(path: &Path) -> String {

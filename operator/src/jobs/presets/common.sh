@@ -71,9 +71,17 @@ backup_begin() {
     make_work
     mkdir -p "$DIR" 2>"$WORK/err" || fail "cannot create $DIR on claim $CLAIM: $(cat "$WORK/err")"
     [ ! -e "$FILE" ] || fail "$FILE already exists; a backup id is used once"
-    # Leftovers of a Job killed at its deadline (a release runs one backup at a time).
+    # Leftovers of a Job killed at its deadline (a release runs one backup at a time). The
+    # other components of a backup set write here at the same time: theirs
+    # (".<set id>-<component>.…") are not leftovers.
+    SIBLINGS=""
+    [ -z "${APPRELEASE_BACKUP_COMPONENT:-}" ] || SIBLINGS=".${ID%"-$APPRELEASE_BACKUP_COMPONENT"}-"
     for stale in "$DIR"/.*.partial "$DIR"/.*.partial.* "$DIR"/.*.work; do
-        [ ! -e "$stale" ] || rm -rf -- "$stale" || fail "cannot remove the leftover $stale"
+        [ -e "$stale" ] || continue
+        if [ -n "$SIBLINGS" ]; then
+            case "${stale##*/}" in "$SIBLINGS"*) continue ;; esac
+        fi
+        rm -rf -- "$stale" || fail "cannot remove the leftover $stale"
     done
     (: >"$TMP") 2>"$WORK/err" || fail "cannot write to $DIR on claim $CLAIM: $(cat "$WORK/err")"
 }
