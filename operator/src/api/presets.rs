@@ -48,6 +48,7 @@ pub struct DatabasePreset {
     /// are never written in the AppRelease itself.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
         .message("connectionSecret must be a Secret name"))]
+    #[schemars(length(max = 253))]
     pub connection_secret: String,
 
     /// Where the backups are written.
@@ -75,6 +76,7 @@ pub struct VolumePreset {
     /// its whole content.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
         .message("claim must be a PersistentVolumeClaim name"))]
+    #[schemars(length(max = 253))]
     pub claim: String,
 
     /// Where the archives are written.
@@ -101,6 +103,7 @@ pub struct BackupStorage {
     /// the claim; pruning deletes only this release's backup files.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && size(self) <= 253")
         .message("pvc must be a PersistentVolumeClaim name"))]
+    #[schemars(length(max = 253))]
     pub pvc: String,
 }
 

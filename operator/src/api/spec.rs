@@ -544,6 +544,7 @@ pub struct JobTemplate {
     /// How long the Job may run, e.g. `30m`.
     #[serde(default = "default_backup_timeout")]
     #[x_kube(validation = duration_rule())]
+    #[schemars(length(max = 32))]
     pub timeout: String,
 }
 
