@@ -50,6 +50,7 @@ fn cluster(version: &str, targets: usize) -> Observed {
         deployments,
         jobs: BTreeMap::new(),
         peers: Vec::new(),
+        requests: Vec::new(),
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::conditions::{self, ConditionStatus, Desired};
-use crate::api::{AppRelease, FIELD_MANAGER, TargetKind};
+use crate::api::{AppRelease, AppReleaseBackup, AppReleaseRestore, FIELD_MANAGER, TargetKind};
 use crate::backoff::Backoff;
 use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
@@ -76,6 +76,8 @@ pub async fn run(
     let jobs: Api<Job> = scoped(&client, &settings.namespace);
     let deployments: Api<Deployment> = scoped(&client, &settings.namespace);
     let stateful_sets: Api<StatefulSet> = scoped(&client, &settings.namespace);
+    let backups: Api<AppReleaseBackup> = scoped(&client, &settings.namespace);
+    let restores: Api<AppReleaseRestore> = scoped(&client, &settings.namespace);
 
     // The AppRelease reflector is built here rather than by `Controller::new` so that
     // readiness is read off the watch stream itself. A second `store.wait_until_ready()` next
@@ -128,6 +130,17 @@ pub async fn run(
         .watches(stateful_sets, watcher::Config::default(), move |s| {
             releases_targeting(&store, TargetKind::StatefulSet, &s)
         })
+        // An on-demand request wakes the release it names.
+        .watches(
+            backups,
+            watcher::Config::default(),
+            |b: AppReleaseBackup| named_release(&b, &b.spec.release),
+        )
+        .watches(
+            restores,
+            watcher::Config::default(),
+            |r: AppReleaseRestore| named_release(&r, &r.spec.release),
+        )
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
@@ -171,6 +184,11 @@ fn peers(ctx: &Context, release: &AppRelease) -> Vec<plan::Peer> {
 fn job_release(job: Job) -> Option<ObjectRef<Guarded>> {
     let release = job.labels().get(RELEASE_LABEL)?;
     Some(ObjectRef::new(release).within(job.namespace().as_deref().unwrap_or_default()))
+}
+
+/// The AppRelease an on-demand request names, in its namespace.
+fn named_release<K: Resource>(request: &K, release: &str) -> Option<ObjectRef<Guarded>> {
+    Some(ObjectRef::new(release).within(request.namespace().as_deref().unwrap_or_default()))
 }
 
 /// The AppReleases that list a workload (a Deployment or a StatefulSet: `kind`) among their

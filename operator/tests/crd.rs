@@ -21,3 +21,46 @@ fn crd_stays_small_enough_for_client_side_apply() {
         crd::yaml().len()
     );
 }
+
+/// The API server estimates the cost of every CEL rule from the bounds of what it reads and
+/// refuses the whole CRD when a rule (or their total) exceeds its budget; an unbounded string
+/// or list under a rule costs as much as the largest request allows. Every string a rule
+/// reads has a maxLength and every list one; the real control plane checks the actual budget
+/// in the end-to-end suite, where this was first seen (the simulator estimates no costs).
+#[test]
+fn every_value_a_cel_rule_reads_is_bounded() {
+    fn walk(path: &str, schema: &serde_json::Value, unbounded: &mut Vec<String>) {
+        let has_rules = schema
+            .get("x-kubernetes-validations")
+            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+        let kind = schema.get("type").and_then(|t| t.as_str());
+        if has_rules
+            && ((kind == Some("string")
+                && schema.get("maxLength").is_none()
+                && schema.get("enum").is_none())
+                || (kind == Some("array") && schema.get("maxItems").is_none()))
+        {
+            unbounded.push(path.to_string());
+        }
+        if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in properties {
+                walk(&format!("{path}.{name}"), child, unbounded);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(&format!("{path}[]"), items, unbounded);
+        }
+    }
+    for crd in crd::all() {
+        let crd = serde_json::to_value(&crd).unwrap();
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        let mut unbounded = Vec::new();
+        for version in crd["spec"]["versions"].as_array().unwrap() {
+            walk("", &version["schema"]["openAPIV3Schema"], &mut unbounded);
+        }
+        assert!(
+            unbounded.is_empty(),
+            "{name}: unbounded under a CEL rule: {unbounded:?}"
+        );
+    }
+}

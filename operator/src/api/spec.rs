@@ -48,6 +48,7 @@ pub struct AppReleaseSpec {
     /// The version that should run. It becomes the image tag of every target container, so it
     /// follows the container-tag grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
     #[x_kube(validation = version_rule())]
+    #[schemars(length(max = 128))]
     pub version: String,
 
     /// The workloads (Deployments or StatefulSets) that carry the version, updated in this
@@ -318,6 +319,7 @@ pub struct BackupSpec {
     /// How long the backup Job may run, e.g. `30m`. A preset's restore Job gets the same time.
     #[serde(default = "default_backup_timeout")]
     #[x_kube(validation = duration_rule())]
+    #[schemars(length(max = 32))]
     pub timeout: String,
 }
 
@@ -417,6 +419,7 @@ pub struct MigrationSpec {
     /// How long the migration Job may run, e.g. `15m`. It is never interrupted otherwise.
     #[serde(default = "default_migration_timeout")]
     #[x_kube(validation = duration_rule())]
+    #[schemars(length(max = 32))]
     pub timeout: String,
 }
 
@@ -438,6 +441,7 @@ pub struct RolloutSpec {
     /// `Offline` mode also how long the targets may take to stop.
     #[serde(default = "default_rollout_timeout")]
     #[x_kube(validation = duration_rule())]
+    #[schemars(length(max = 32))]
     pub timeout: String,
 
     /// `Rolling` (the default): the backup and a before-rollout migration run while the old
@@ -481,6 +485,7 @@ pub struct VerifySpec {
     /// How long the verification Job may run, e.g. `5m`.
     #[serde(default = "default_verify_timeout")]
     #[x_kube(validation = duration_rule())]
+    #[schemars(length(max = 32))]
     pub timeout: String,
 }
 

@@ -175,6 +175,9 @@ pub enum Step {
     Verifying,
     /// The down-migration Job runs (rollback with `database: Downgrade`).
     Downgrading,
+    /// On-demand restore: check Jobs verify that the backup's files are there and intact,
+    /// before anything is changed.
+    Checking,
     /// The targets are scaled to zero before a restore (and, in an offline upgrade, before a
     /// down-migration).
     ScalingDown,
@@ -195,6 +198,7 @@ impl Step {
             Step::Starting => "Starting",
             Step::Verifying => "Verifying",
             Step::Downgrading => "Downgrading",
+            Step::Checking => "Checking",
             Step::ScalingDown => "ScalingDown",
             Step::Restoring => "Restoring",
             Step::RollingBack => "RollingBack",

@@ -132,6 +132,10 @@ fn template(
         JobKind::Migration => spec.migration.as_ref().map(|m| m.template.clone()),
         JobKind::Verify => spec.verify.as_ref().map(|v| v.template.clone()),
         JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| d.template.clone()),
+        // Only presets know a check mode; a template restore is not run halfway.
+        JobKind::Check => part
+            .and_then(|p| p.preset)
+            .map(|p| preset_template(p, PresetJob::Restore)),
         JobKind::Restore => part.and_then(|p| {
             p.restore
                 .map(|r| r.template.clone())
@@ -210,6 +214,9 @@ fn env(release: &AppRelease, request: &JobRequest) -> Vec<EnvVar> {
     ];
     if let Some(component) = &request.component {
         env.push(var("APPRELEASE_BACKUP_COMPONENT", component.clone()));
+    }
+    if request.kind == JobKind::Check {
+        env.push(var("APPRELEASE_RESTORE_CHECK", "1".into()));
     }
     if let Some(id) = &request.backup_id {
         env.push(var("APPRELEASE_BACKUP_ID", id.clone()));

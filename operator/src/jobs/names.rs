@@ -15,8 +15,12 @@ pub enum JobKind {
     Verify,
     /// Down-migration with the new image, during a rollback.
     Downgrade,
-    /// Restore of the upgrade's backup, during a rollback.
+    /// Restore of the upgrade's backup, during a rollback (or of the chosen backup, on
+    /// request).
     Restore,
+    /// A preset's restore script in check mode, before an on-demand restore: the backup is
+    /// there and its checksum matches; nothing is touched.
+    Check,
 }
 
 impl JobKind {
@@ -28,6 +32,7 @@ impl JobKind {
             JobKind::Verify => "verify",
             JobKind::Downgrade => "downgrade",
             JobKind::Restore => "restore",
+            JobKind::Check => "check",
         }
     }
 }

@@ -11,9 +11,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
-use crate::api::{AppRelease, AppReleaseStatus, FIELD_MANAGER, FINALIZER, TargetKind};
+use crate::api::{
+    AppRelease, AppReleaseBackup, AppReleaseRestore, AppReleaseStatus, FIELD_MANAGER, FINALIZER,
+    RequestKind, TargetKind,
+};
 use crate::jobs;
-use crate::plan::{Action, Decision};
+use crate::plan::{Action, Decision, RequestUpdate};
 
 use super::error::Error;
 use super::events::Reporter;
@@ -70,6 +73,9 @@ impl Executor<'_> {
         if let Some(notifier) = self.notifier {
             notifier.notify(release, &decision.milestones);
         }
+        for update in &decision.requests {
+            self.write_request_status(&namespace, update).await?;
+        }
         for action in &decision.actions {
             self.act(release, &namespace, action).await?;
         }
@@ -81,6 +87,42 @@ impl Executor<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Writes the status of an on-demand request (merge patch of its status subresource).
+    /// A request deleted meanwhile needs no status.
+    async fn write_request_status(
+        &self,
+        namespace: &str,
+        update: &RequestUpdate,
+    ) -> Result<(), Error> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = Patch::Merge(json!({ "status": update.status }));
+        let result = match update.kind {
+            RequestKind::Backup => {
+                Api::<AppReleaseBackup>::namespaced(self.client.clone(), namespace)
+                    .patch_status(&update.name, &params, &patch)
+                    .await
+                    .map(drop)
+            }
+            RequestKind::Restore => {
+                Api::<AppReleaseRestore>::namespaced(self.client.clone(), namespace)
+                    .patch_status(&update.name, &params, &patch)
+                    .await
+                    .map(drop)
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(Error::WriteRequestStatus {
+                name: update.name.clone(),
+                source,
+            }),
+        }
     }
 
     /// Applies a finalizer patch and returns the AppRelease's new resourceVersion. When its

@@ -59,6 +59,9 @@ pub enum Error {
     /// AppRelease makes the patch's test fail; the next reconcile reads it again).
     #[error("updating the finalizer: {0}")]
     Finalizer(#[source] kube::Error),
+    /// Writing the status of an on-demand backup or restore failed.
+    #[error("writing the status of {name}: {source}")]
+    WriteRequestStatus { name: String, source: kube::Error },
 }
 
 impl Error {
@@ -77,6 +80,7 @@ impl Error {
             Error::DeletePod { .. } => "delete_pod",
             Error::Finalizer(_) => "finalizer",
             Error::HandOver { .. } => "hand_over",
+            Error::WriteRequestStatus { .. } => "write_request_status",
         }
     }
 }

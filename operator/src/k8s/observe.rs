@@ -13,13 +13,16 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectMeta};
 use kube::{Client, ResourceExt};
 
 use crate::api::time::to_chrono;
-use crate::api::{AppRelease, RolloutStrategy, Target, TargetKind};
+use crate::api::{
+    AppRelease, AppReleaseBackup, AppReleaseRestore, RequestKind, RequestStatus, RolloutStrategy,
+    Target, TargetKind,
+};
 use crate::jobs::build::{RELEASE_LABEL, RELEASE_UID_LABEL};
-use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
+use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState, Request};
 
 use super::error::Error;
 
@@ -70,12 +73,73 @@ pub async fn observe(
             (job.name_any(), state)
         })
         .collect();
+    let requests = read_requests(client, &namespace, &release.name_any()).await?;
     Ok(Observed {
         now,
         deployments,
         jobs,
         peers,
+        requests,
     })
+}
+
+/// The on-demand backups and restores of the namespace that name this release. Read fresh,
+/// like the rest: a cache could still show as pending a request whose refusal the operator
+/// just wrote, and a restore must never run after it was refused.
+async fn read_requests(
+    client: &Client,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<Request>, Error> {
+    let params = ListParams::default();
+    let backups = Api::<AppReleaseBackup>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(|source| Error::List {
+            kind: "AppReleaseBackups",
+            source,
+        })?;
+    let restores = Api::<AppReleaseRestore>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(|source| Error::List {
+            kind: "AppReleaseRestores",
+            source,
+        })?;
+    let backups = backups
+        .items
+        .into_iter()
+        .filter(|b| b.spec.release == release)
+        .map(|b| Request {
+            kind: RequestKind::Backup,
+            backup: None,
+            components: Vec::new(),
+            ..request_meta(&b.metadata, b.status.clone())
+        });
+    let restores = restores
+        .items
+        .into_iter()
+        .filter(|r| r.spec.release == release)
+        .map(|r| Request {
+            kind: RequestKind::Restore,
+            backup: Some(r.spec.backup.clone()),
+            components: r.spec.components.clone(),
+            ..request_meta(&r.metadata, r.status.clone())
+        });
+    Ok(backups.chain(restores).collect())
+}
+
+fn request_meta(meta: &ObjectMeta, status: Option<RequestStatus>) -> Request {
+    Request {
+        kind: RequestKind::Backup,
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        generation: meta.generation.unwrap_or(0),
+        created: meta.creation_timestamp.as_ref().map(to_chrono),
+        backup: None,
+        components: Vec::new(),
+        status: status.unwrap_or_default(),
+    }
 }
 
 /// Marks the targets an autoscaler scales, so that an offline upgrade can say it scales

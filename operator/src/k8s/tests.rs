@@ -87,6 +87,7 @@ fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
         actions,
         notes: vec![],
         milestones: vec![],
+        requests: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
     }

@@ -746,6 +746,7 @@ async fn milestones_are_notified_only_after_their_status_is_written() {
         actions: vec![],
         notes: vec![],
         milestones: vec![milestone(MilestoneKind::Started)],
+        requests: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
     };

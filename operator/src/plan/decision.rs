@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{
     APPROVE_ANNOTATION, AppRelease, AppReleaseSpec, AppReleaseStatus, Approval, ContainerImage,
-    DowngradePolicy, RETRY_ANNOTATION, TargetKind,
+    DowngradePolicy, RETRY_ANNOTATION, RequestKind, RequestStatus, TargetKind,
 };
 use crate::jobs::names::JobKind;
 
@@ -34,6 +34,8 @@ pub struct Decision {
     pub notes: Vec<Note>,
     /// Upgrade milestones to notify once the status is written (see `milestone`).
     pub milestones: Vec<Milestone>,
+    /// New statuses of on-demand requests, to write after the AppRelease's own.
+    pub requests: Vec<RequestUpdate>,
     /// When to look again at the latest.
     pub requeue_after: Duration,
     /// Whether the AppRelease should carry the operator's finalizer: while an upgrade is in
@@ -112,6 +114,17 @@ pub struct JobRequest {
     pub timeout: Duration,
 }
 
+/// The status an on-demand backup or restore should now have.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestUpdate {
+    /// Backup or Restore.
+    pub kind: RequestKind,
+    /// Its name, in the AppRelease's namespace.
+    pub name: String,
+    /// Its new status.
+    pub status: RequestStatus,
+}
+
 /// An Event to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
@@ -145,6 +158,8 @@ pub struct Planner<'a> {
     /// Why another AppRelease owns one of the targets, if it does (see `claims`).
     pub claim: Option<String>,
     pub status: AppReleaseStatus,
+    /// On-demand requests refused by this decision (see `requests`).
+    pub refused: Vec<super::requests::Refusal>,
     actions: Vec<Action>,
     notes: Vec<Note>,
     milestones: Vec<Milestone>,
@@ -175,6 +190,7 @@ impl<'a> Planner<'a> {
             observed,
             claim: None,
             status,
+            refused: Vec::new(),
             actions: Vec::new(),
             notes: Vec::new(),
             milestones: Vec::new(),
@@ -325,7 +341,9 @@ impl<'a> Planner<'a> {
         for job in finished {
             self.act(Action::HandOver { job });
         }
+        let requests = super::requests::updates(&self.status, self.observed, &self.refused);
         Decision {
+            requests,
             finalizer: self.status.upgrade.is_some(),
             status: self.status,
             actions: self.actions,

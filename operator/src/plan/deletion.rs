@@ -12,7 +12,7 @@
 //!    goes, so the object and its Jobs go with it.
 
 use crate::api::{ContainerImage, MigrationPhase, Step, Upgrade, image};
-use crate::jobs::names::{JobKind, job_name};
+use crate::jobs::names::{JobKind, component_job_name, job_name};
 
 use super::decision::{Action, Decision, NoteType, Planner};
 use super::observed::JobOutcome;
@@ -28,6 +28,9 @@ pub enum Data {
     To,
     /// A restore or down-migration failed part-way: no image is known to match.
     Unknown,
+    /// An on-demand restore had not restored anything yet: the images were not changed, the
+    /// targets come back with their replica counts.
+    Untouched,
 }
 
 /// Decides for an AppRelease that is being deleted.
@@ -101,15 +104,54 @@ pub fn decide(mut plan: Planner) -> Decision {
 /// The migration, down-migration or restore Job of this step, if it runs now. A Job the
 /// status names but that was never created runs nothing, so it is not waited for.
 fn running_data_job(plan: &Planner, upgrade: &Upgrade) -> Option<(JobKind, String)> {
-    let kind = match upgrade.step {
-        Step::Migrating => JobKind::Migration,
-        Step::Downgrading => JobKind::Downgrade,
-        Step::Restoring => JobKind::Restore,
+    let (kind, names) = match upgrade.step {
+        Step::Migrating => (
+            JobKind::Migration,
+            vec![job_name(plan.name, JobKind::Migration, upgrade.attempt)],
+        ),
+        Step::Downgrading => (
+            JobKind::Downgrade,
+            vec![job_name(plan.name, JobKind::Downgrade, upgrade.attempt)],
+        ),
+        Step::Restoring => (JobKind::Restore, restore_jobs(plan, upgrade)),
         _ => return None,
     };
-    let name = job_name(plan.name, kind, upgrade.attempt);
-    let job = plan.observed.jobs.get(&name)?;
-    (job.outcome == JobOutcome::Running).then_some((kind, name))
+    names.into_iter().find_map(|name| {
+        let job = plan.observed.jobs.get(&name)?;
+        (job.outcome == JobOutcome::Running).then_some((kind, name))
+    })
+}
+
+/// The restore Jobs of this attempt: one per component of a backup set, else the one.
+fn restore_jobs(plan: &Planner, upgrade: &Upgrade) -> Vec<String> {
+    super::rollback::restore_order(plan, upgrade)
+        .iter()
+        .map(|part| {
+            component_job_name(
+                plan.name,
+                JobKind::Restore,
+                upgrade.attempt,
+                part.as_deref(),
+            )
+        })
+        .collect()
+}
+
+/// How far the restore of this attempt went: (some restore Job succeeded, every one did,
+/// one failed).
+fn restore_progress(plan: &Planner, upgrade: &Upgrade) -> (bool, bool, bool) {
+    let outcomes: Vec<Option<&JobOutcome>> = restore_jobs(plan, upgrade)
+        .iter()
+        .map(|name| plan.observed.jobs.get(name).map(|j| &j.outcome))
+        .collect();
+    let done = |o: &Option<&JobOutcome>| *o == Some(&JobOutcome::Succeeded);
+    // A component restored earlier may have lost its Job; the status remembers it.
+    let any = !upgrade.restored_components.is_empty() || outcomes.iter().any(done);
+    let all = !outcomes.is_empty() && outcomes.iter().all(done);
+    let failed = outcomes
+        .iter()
+        .any(|o| matches!(o, Some(JobOutcome::Failed(_))));
+    (any, all, failed)
 }
 
 fn job_outcome<'a>(plan: &'a Planner, upgrade: &Upgrade, kind: JobKind) -> Option<&'a JobOutcome> {
@@ -139,8 +181,21 @@ pub fn data_state(plan: &Planner, upgrade: &Upgrade) -> Data {
                 .migration
                 .as_ref()
                 .is_some_and(|m| m.when == MigrationPhase::BeforeRollout));
+    let (restored_some, restored_all, restore_failed) = restore_progress(plan, upgrade);
+    if upgrade
+        .request
+        .as_ref()
+        .is_some_and(|r| r.kind == crate::api::RequestKind::Restore)
+    {
+        return match upgrade.step {
+            Step::RollingBack => Data::From,
+            Step::Restoring if restored_all => Data::From,
+            Step::Restoring if restored_some || restore_failed => Data::Unknown,
+            _ => Data::Untouched,
+        };
+    }
     match upgrade.step {
-        Step::Stopping | Step::BackingUp => Data::From,
+        Step::Stopping | Step::BackingUp | Step::Checking => Data::From,
         Step::Migrating
         | Step::RollingOut
         | Step::Starting
@@ -153,10 +208,8 @@ pub fn data_state(plan: &Planner, upgrade: &Upgrade) -> Data {
             }
         }
         Step::Downgrading if failed(JobKind::Downgrade) => Data::Unknown,
-        Step::Restoring if failed(JobKind::Restore) => Data::Unknown,
-        Step::Downgrading | Step::Restoring
-            if !succeeded(JobKind::Downgrade) && !succeeded(JobKind::Restore) =>
-        {
+        Step::Restoring if restore_failed || (restored_some && !restored_all) => Data::Unknown,
+        Step::Downgrading | Step::Restoring if !succeeded(JobKind::Downgrade) && !restored_some => {
             // Never created (a crash right after the status write): the database is as the
             // migration left it.
             if migrated { Data::To } else { Data::From }
@@ -170,7 +223,7 @@ type Images = Vec<(String, Vec<(String, String)>)>;
 /// The images per Deployment, and the replica counts, that match `data`.
 fn wanted_state(plan: &Planner, upgrade: &Upgrade, data: Data) -> (Images, Vec<(String, i32)>) {
     let chosen: Vec<ContainerImage> = match data {
-        Data::Unknown => Vec::new(),
+        Data::Unknown | Data::Untouched => Vec::new(),
         Data::From => upgrade.previous_images.clone(),
         Data::To => upgrade
             .previous_images
@@ -214,11 +267,17 @@ fn describe(data: Data, upgrade: &Upgrade) -> String {
         Data::From => format!("the images of {}", display(&upgrade.from)),
         Data::To => format!("the images of {} (its migration ran)", upgrade.to),
         Data::Unknown => "their current state".into(),
+        Data::Untouched => "their replica counts from before the restore".into(),
     }
 }
 
 fn outcome_text(data: Data, upgrade: &Upgrade) -> String {
     match data {
+        Data::Untouched => format!(
+            "nothing of backup {} was restored yet; the targets run {} as before",
+            upgrade.backup.as_deref().unwrap_or("(none)"),
+            display(&upgrade.from)
+        ),
         Data::From => format!(
             "the targets run {} again, which matches the database",
             display(&upgrade.from)

@@ -140,6 +140,29 @@ pub fn with_set(mut r: AppRelease) -> AppRelease {
     r
 }
 
+/// An on-demand request named `name`, created `minutes` after t0, with no status yet.
+pub fn request(kind: RequestKind, name: &str, minutes: i64) -> super::observed::Request {
+    super::observed::Request {
+        kind,
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        generation: 1,
+        created: Some(t0() + chrono::Duration::minutes(minutes)),
+        backup: None,
+        components: Vec::new(),
+        status: RequestStatus::default(),
+    }
+}
+
+/// A restore request of `backup` (some `components`, or all).
+pub fn restore_request(name: &str, backup: &str, components: &[&str]) -> super::observed::Request {
+    super::observed::Request {
+        backup: Some(backup.into()),
+        components: components.iter().map(|c| c.to_string()).collect(),
+        ..request(RequestKind::Restore, name, 30)
+    }
+}
+
 /// A report as a preset writes it, for backup `id`.
 pub fn preset_report(id: &str) -> String {
     format!(
@@ -273,6 +296,7 @@ pub fn cluster(version: &str) -> Observed {
         deployments,
         jobs: BTreeMap::new(),
         peers: Vec::new(),
+        requests: Vec::new(),
     }
 }
 
@@ -328,6 +352,17 @@ impl World {
         } else {
             decide(&self.release, &self.cluster)
         };
+        // The request statuses are written with the release's.
+        for update in &decision.requests {
+            if let Some(r) = self
+                .cluster
+                .requests
+                .iter_mut()
+                .find(|r| r.kind == update.kind && r.name == update.name)
+            {
+                r.status = update.status.clone();
+            }
+        }
         self.release.status = Some(decision.status.clone());
         self.release.metadata.finalizers = decision.finalizer.then(|| vec![FINALIZER.to_string()]);
         self.log.push(decision.clone());
@@ -336,6 +371,22 @@ impl World {
 
     pub fn status(&self) -> &AppReleaseStatus {
         self.release.status.as_ref().expect("status written")
+    }
+
+    /// The status as last written, or an empty one before the first decision.
+    pub fn status_or_default(&self) -> AppReleaseStatus {
+        self.release.status.clone().unwrap_or_default()
+    }
+
+    /// The status of the request `name`, as last written.
+    pub fn request_status(&self, name: &str) -> &RequestStatus {
+        &self
+            .cluster
+            .requests
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no request {name}"))
+            .status
     }
 
     pub fn apply(&mut self, action: &Action) {

@@ -82,10 +82,12 @@ fn note_autoscalers(plan: &mut Planner, names: &[String]) {
 pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     // Offline, the targets are stopped by now: the upgrade cannot end without starting them.
     let stopped = !upgrade.previous_replicas.is_empty();
+    // An on-demand backup changes nothing: it finishes whatever spec.version says meanwhile.
+    let requested = upgrade.request.is_some();
     if stopped && let Some(moved) = supersede(plan, upgrade) {
         return moved;
     }
-    if !stopped && plan.spec.version != upgrade.to {
+    if !stopped && !requested && plan.spec.version != upgrade.to {
         // Nothing was changed yet: drop this upgrade and plan again for the new version.
         let message = format!(
             "spec.version changed to {} while backing up",
@@ -160,6 +162,9 @@ pub fn backing_up(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
         };
     }
     record_backup(plan, upgrade, taken);
+    if requested {
+        return Transition::Finish(End::Succeeded);
+    }
     Transition::Enter(after_backup(plan.spec, &upgrade.from, &upgrade.to))
 }
 

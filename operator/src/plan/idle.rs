@@ -19,6 +19,10 @@ pub enum Settled {
 /// Settles an AppRelease that has no upgrade in flight, starting an upgrade when the targets
 /// do not run `spec.version` and nothing holds it.
 pub fn settle(plan: &mut Planner) -> Settled {
+    // An on-demand backup or restore asked for goes first: the upgrade waits for it.
+    if super::requests::begin(plan) {
+        return Settled::Started;
+    }
     match upgrade_to_start(plan) {
         Some(wanted) => {
             start::begin(plan, wanted);

@@ -146,6 +146,10 @@ fn job_timeout(spec: &AppReleaseSpec, kind: JobKind, component: Option<&str>) ->
         JobKind::Migration => &spec.migration.as_ref()?.timeout,
         JobKind::Verify => &spec.verify.as_ref()?.timeout,
         JobKind::Downgrade => &spec.rollback.downgrade.as_ref()?.timeout,
+        JobKind::Check => {
+            spec.backup_component(component)?.preset?;
+            &spec.backup.as_ref()?.timeout
+        }
         JobKind::Restore => {
             let part = spec.backup_component(component)?;
             match (part.restore, part.preset) {

@@ -5,13 +5,13 @@
 //! `Transition`; none calls another step's module. `apply` records the transition (the step
 //! clock, Events, the history entry) and the loop goes on until a handler waits.
 
-use crate::api::{Failure, Step, Upgrade};
+use crate::api::{Failure, RequestKind, Step, Upgrade};
 
 use super::decision::{NoteType, Planner};
 use super::idle::{self, Settled};
 use super::text::display;
 use super::transition::{End, Transition};
-use super::{forward, outcome, rollback, start};
+use super::{forward, outcome, requests, rollback, start};
 
 /// Most transitions one decision makes; each moves strictly forward, so this bound is never
 /// reached in practice and only guards against a logic error looping.
@@ -35,12 +35,18 @@ pub fn run(plan: &mut Planner) {
             Step::Starting => forward::starting(plan, &upgrade),
             Step::Verifying => forward::verifying(plan, &upgrade),
             Step::Downgrading => rollback::downgrading(plan, &upgrade),
+            Step::Checking => requests::checking(plan, &upgrade),
             Step::ScalingDown => rollback::scaling_down(plan, &upgrade),
             Step::Restoring => rollback::restoring(plan, &upgrade),
             Step::RollingBack => rollback::rolling_back(plan, &upgrade),
         };
         if let Transition::Wait(message) = transition {
-            plan.progressing(reconciling_reason(upgrade.step), message);
+            let reason = match upgrade.request.as_ref().map(|r| r.kind) {
+                Some(RequestKind::Backup) => "BackingUp",
+                Some(RequestKind::Restore) => "Restoring",
+                None => reconciling_reason(upgrade.step),
+            };
+            plan.progressing(reason, message);
             return;
         }
         // What the handler recorded on the way (previous images, Jobs seen, the backup)
@@ -60,9 +66,11 @@ fn reconciling_reason(step: Step) -> &'static str {
         | Step::RollingOut
         | Step::Starting
         | Step::Verifying => step.as_str(),
-        Step::Downgrading | Step::ScalingDown | Step::Restoring | Step::RollingBack => {
-            "RollingBack"
-        }
+        Step::Downgrading
+        | Step::Checking
+        | Step::ScalingDown
+        | Step::Restoring
+        | Step::RollingBack => "RollingBack",
     }
 }
 
@@ -132,6 +140,9 @@ fn roll_back(plan: &mut Planner, upgrade: &Upgrade, reason: &str, message: Strin
 }
 
 fn finish(plan: &mut Planner, upgrade: &Upgrade, end: End) {
+    if upgrade.request.is_some() {
+        return requests::finish(plan, upgrade, end);
+    }
     match end {
         End::Succeeded => outcome::succeeded(plan, upgrade),
         End::Aborted { reason, message } => outcome::aborted(plan, upgrade, reason, message),

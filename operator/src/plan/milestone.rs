@@ -103,6 +103,10 @@ pub fn ended(
     reason: &str,
     message: &str,
 ) {
+    // Webhooks tell upgrades; on-demand requests have their own objects to watch.
+    if upgrade.request.is_some() {
+        return;
+    }
     let kind = match result {
         UpgradeResult::Succeeded => MilestoneKind::Succeeded,
         UpgradeResult::RolledBack => MilestoneKind::RolledBack,

@@ -21,6 +21,7 @@ pub mod observed;
 mod outcome;
 pub mod protection;
 mod replicas;
+mod requests;
 pub mod retention;
 mod rollback;
 mod start;
@@ -46,6 +47,8 @@ mod offline_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
+mod request_tests;
+#[cfg(test)]
 mod rest_tests;
 #[cfg(test)]
 mod statefulset_tests;
@@ -56,9 +59,9 @@ mod window_properties;
 #[cfg(test)]
 mod window_tests;
 
-pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL};
+pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL, RequestUpdate};
 pub use milestone::{Milestone, MilestoneKind};
-pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState};
+pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState, Request};
 
 use crate::api::{AppRelease, validate};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::TargetKind;
+use crate::api::{RequestKind, RequestRef, RequestStatus, TargetKind};
 
 /// A snapshot of the objects one AppRelease depends on.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +20,47 @@ pub struct Observed {
     pub jobs: BTreeMap<String, JobState>,
     /// The other AppReleases of the namespace, for the claims on target Deployments.
     pub peers: Vec<Peer>,
+    /// The on-demand backups and restores (`AppReleaseBackup`, `AppReleaseRestore`) that
+    /// name this AppRelease.
+    pub requests: Vec<Request>,
+}
+
+/// An on-demand backup or restore naming the AppRelease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// Backup or Restore.
+    pub kind: RequestKind,
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: String,
+    /// Its `metadata.generation`.
+    pub generation: i64,
+    /// Its `metadata.creationTimestamp`: requests run oldest first.
+    pub created: Option<DateTime<Utc>>,
+    /// Restore: the backup id to restore.
+    pub backup: Option<String>,
+    /// Restore: the components to restore (empty: all).
+    pub components: Vec<String>,
+    /// Its status as last written.
+    pub status: RequestStatus,
+}
+
+impl Request {
+    /// How the AppRelease's status refers to it.
+    pub fn reference(&self) -> RequestRef {
+        RequestRef {
+            kind: self.kind,
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            components: self.components.clone(),
+        }
+    }
+
+    /// Whether it is over (its status says Succeeded or Failed).
+    pub fn is_final(&self) -> bool {
+        self.status.phase.is_some_and(|p| p.is_final())
+    }
 }
 
 /// Another AppRelease of the same namespace: which workloads it targets, and since when.

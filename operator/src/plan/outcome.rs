@@ -130,7 +130,13 @@ fn record_failure(plan: &mut Planner, upgrade: &Upgrade, reason: &str, message: 
     });
 }
 
-fn end(plan: &mut Planner, upgrade: &Upgrade, result: UpgradeResult, reason: &str, message: &str) {
+pub fn end(
+    plan: &mut Planner,
+    upgrade: &Upgrade,
+    result: UpgradeResult,
+    reason: &str,
+    message: &str,
+) {
     super::milestone::ended(plan, upgrade, result, reason, message);
     let entry = HistoryEntry {
         from: upgrade.from.clone(),

@@ -33,6 +33,18 @@ enum Event {
     Delete,
     /// A human approves a version (`approval: Manual`).
     Approve(&'static str),
+    /// Someone asks for a backup now (`AppReleaseBackup`).
+    RequestBackup,
+    /// Someone asks for the restore of a backup (`AppReleaseRestore`): the newest, the
+    /// oldest, or one the inventory does not have.
+    RequestRestore(Pick),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pick {
+    Newest,
+    Oldest,
+    Unknown,
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -48,6 +60,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => prop_oneof![Just("1.0"), Just("2.0"), Just("hotfix")].prop_map(Event::ForeignImage),
         1 => Just(Event::Delete),
         2 => prop_oneof![Just("2.0"), Just("3.0"), Just("4.0")].prop_map(Event::Approve),
+        1 => Just(Event::RequestBackup),
+        1 => prop_oneof![Just(Pick::Newest), Just(Pick::Oldest), Just(Pick::Unknown)].prop_map(Event::RequestRestore),
     ]
 }
 
@@ -66,6 +80,8 @@ struct Config {
     downgrade: DowngradePolicy,
     /// The frontend is a StatefulSet instead of a Deployment.
     stateful: bool,
+    /// With a preset backup: a backup set of three presets instead.
+    set: bool,
     /// A version whose frontend image alone never becomes available: the rollout fails
     /// after the backend changed.
     frontend_bad: Option<&'static str>,
@@ -97,6 +113,7 @@ fn config() -> impl Strategy<Value = Config> {
             prop::bool::weighted(0.3),
             prop_oneof![Just(DowngradePolicy::Refuse), Just(DowngradePolicy::Allow)],
         ),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -109,6 +126,7 @@ fn config() -> impl Strategy<Value = Config> {
                 preset,
                 (stateful, frontend_bad),
                 (offline, manual, downgrade),
+                set,
             )| Config {
                 // Restore needs a backup to restore from.
                 backup: backup || database == DatabaseRollback::Restore,
@@ -123,6 +141,7 @@ fn config() -> impl Strategy<Value = Config> {
                 downgrade,
                 stateful,
                 frontend_bad,
+                set,
             },
         )
 }
@@ -141,8 +160,13 @@ fn build(config: &Config) -> World {
     r = with_database(r, config.database);
     if config.backup && config.preset {
         // The preset restores by itself: no restore template.
-        r = with_preset(r);
+        r = if config.set {
+            with_set(r)
+        } else {
+            with_preset(r)
+        };
         r.spec.rollback.restore = None;
+        r.spec.rollback.database = config.database;
     }
     r.spec.rollback.automatic = config.automatic;
     let mut observed = cluster("1.0");
@@ -247,7 +271,29 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
                     k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
                 ))
         }
+        Event::RequestBackup => {
+            let n = world.cluster.requests.len() as i64;
+            let name = format!("backup-{n}");
+            world
+                .cluster
+                .requests
+                .push(request(RequestKind::Backup, &name, n));
+        }
+        Event::RequestRestore(pick) => {
+            let n = world.cluster.requests.len() as i64;
+            let backups = &world.status_or_default().backups;
+            let id = match pick {
+                Pick::Newest => backups.first().map(|b| b.id.clone()),
+                Pick::Oldest => backups.last().map(|b| b.id.clone()),
+                Pick::Unknown => None,
+            }
+            .unwrap_or_else(|| "meet-backup-999".into());
+            let mut restore = restore_request(&format!("restore-{n}"), &id, &[]);
+            restore.created = Some(t0() + chrono::Duration::minutes(n));
+            world.cluster.requests.push(restore);
+        }
     }
+    check_requests(world)?;
     // Invariant 2: each Job (so each migration of a release, from, to, attempt) is created at
     // most once, whatever happened to it afterwards.
     for (name, count) in &world.creates {
@@ -277,7 +323,9 @@ fn check_decision(
         );
     }
     // No upgrade from a version to itself: a drifted image is repaired, not upgraded.
-    if let Some(u) = &status.upgrade {
+    if let Some(u) = &status.upgrade
+        && u.request.is_none()
+    {
         prop_assert_ne!(&u.from, &u.to, "same-version upgrade");
     }
     if let Some(drift) = &status.drift {
@@ -329,7 +377,7 @@ fn check_decision(
     // Manual approval: an upgrade (or the continuation of one towards a newer version)
     // starts only towards the version the annotation names.
     if world.release.spec.approval == Approval::Manual
-        && let Some(now) = &status.upgrade
+        && let Some(now) = status.upgrade.as_ref().filter(|u| u.request.is_none())
         && before
             .upgrade
             .as_ref()
@@ -352,7 +400,7 @@ fn check_decision(
     // Refused downgrades: no upgrade starts towards a version older than the data, which is
     // at `from`, or, when it continues one whose migration may have run, at that one's `to`.
     if world.release.spec.downgrade == DowngradePolicy::Refuse
-        && let Some(now) = &status.upgrade
+        && let Some(now) = status.upgrade.as_ref().filter(|u| u.request.is_none())
         && before
             .upgrade
             .as_ref()
@@ -383,6 +431,10 @@ fn check_decision(
             let Action::CreateJob(job) = action else {
                 continue;
             };
+            // An on-demand backup does not stop the application (see README).
+            if status.upgrade.as_ref().is_some_and(|u| u.request.is_some()) {
+                continue;
+            }
             let before_rollout = status.upgrade.as_ref().is_some_and(|u| u.targets_done == 0);
             let data = job.kind == crate::jobs::names::JobKind::Backup
                 || job.kind == crate::jobs::names::JobKind::Migration && before_rollout;
@@ -466,6 +518,54 @@ fn check_decision(
         }
     }
 
+    // A restore Job runs only while no pod of any target runs.
+    for action in &decision.actions {
+        if let Action::CreateJob(job) = action
+            && job.kind == crate::jobs::names::JobKind::Restore
+        {
+            for (name, d) in &seen.deployments {
+                prop_assert!(
+                    d.replicas == 0 && d.status_replicas == 0,
+                    "restore Job {} created while {} runs pods",
+                    job.name,
+                    name
+                );
+            }
+        }
+    }
+
+    // An upgrade never starts while an on-demand request runs: the request ended first.
+    if let (Some(was), Some(now)) = (&before.upgrade, &status.upgrade)
+        && let Some(request) = &was.request
+        && now.request.is_none()
+    {
+        prop_assert!(
+            status
+                .history
+                .iter()
+                .any(|h| h.request.as_ref().is_some_and(|r| r.uid == request.uid)),
+            "upgrade {:?} started while request {} ran",
+            now,
+            request.name
+        );
+    }
+
+    // A backup that a pending restore names is never pruned.
+    for r in &seen.requests {
+        if r.kind == RequestKind::Restore
+            && !r.is_final()
+            && let Some(id) = &r.backup
+            && before.backups.iter().any(|b| &b.id == id)
+        {
+            prop_assert!(
+                status.backups.iter().any(|b| &b.id == id),
+                "backup {} pruned while restore {} waits for it",
+                id,
+                r.name
+            );
+        }
+    }
+
     // Invariant 6: a backup an upgrade depends on stays in the inventory.
     let depended: Vec<&String> = status
         .upgrade
@@ -481,6 +581,32 @@ fn check_decision(
                 "backup {} pruned while needed",
                 id
             );
+        }
+    }
+    Ok(())
+}
+
+/// Requests over: a refused one (never started) never ran; one that ran has its history
+/// entry; none runs twice.
+fn check_requests(world: &World) -> Result<(), TestCaseError> {
+    let Some(status) = world.release.status.as_ref() else {
+        return Ok(());
+    };
+    for r in &world.cluster.requests {
+        let entries = status
+            .history
+            .iter()
+            .filter(|h| h.request.as_ref().is_some_and(|q| q.uid == r.uid))
+            .count();
+        prop_assert!(entries <= 1, "request {} ran {} times", r.name, entries);
+        let refused = r.status.phase == Some(RequestPhase::Failed) && r.status.attempt.is_none();
+        if refused {
+            let running = status
+                .upgrade
+                .as_ref()
+                .and_then(|u| u.request.as_ref())
+                .is_some_and(|q| q.uid == r.uid);
+            prop_assert!(entries == 0 && !running, "refused request {} ran", r.name);
         }
     }
     Ok(())

@@ -125,7 +125,10 @@ pub fn restoring(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
 
 /// The components to restore, in order: those the backup set recorded (spec order when it
 /// was taken), else the spec's; `[None]` for a single backup.
-fn restore_order(plan: &Planner, upgrade: &Upgrade) -> Vec<Option<String>> {
+pub fn restore_order(plan: &Planner, upgrade: &Upgrade) -> Vec<Option<String>> {
+    if upgrade.request.is_some() {
+        return super::requests::restore_parts(upgrade);
+    }
     let recorded = upgrade
         .backup
         .as_ref()
@@ -159,6 +162,10 @@ fn restored_so_far(upgrade: &Upgrade) -> String {
 }
 
 pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
+    // Past the deadline the rollback is declared failed below; deleting a pod in the same
+    // decision would act on a rollback that is over.
+    let timeout = rollout_timeout(plan);
+    let waited = elapsed(plan, upgrade);
     let mut pending = Vec::new();
     for deployment in deployments(upgrade) {
         let Some(d) = plan.observed.deployments.get(&deployment) else {
@@ -180,7 +187,7 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
                 images,
             });
             pending.push(deployment.clone());
-        } else {
+        } else if waited < timeout {
             // A StatefulSet waits forever for a pod of the failed version to become ready
             // before it replaces it; the template is back, so that pod goes (forced rollback).
             for pod in d.stuck_pods() {
@@ -215,8 +222,6 @@ pub fn rolling_back(plan: &mut Planner, upgrade: &Upgrade) -> Transition {
     if pending.is_empty() {
         return Transition::Finish(End::RolledBack);
     }
-    let timeout = rollout_timeout(plan);
-    let waited = elapsed(plan, upgrade);
     if waited >= timeout {
         let message = format!(
             "the previous version did not become available again within {} ({} not ready); its images are set back ({})",

@@ -149,7 +149,7 @@ pub fn after_backup(spec: &AppReleaseSpec, from: &str, to: &str) -> Step {
 }
 
 /// Decides which backups the new backup Job will prune after its success.
-fn plan_prune(plan: &mut Planner) {
+pub fn plan_prune(plan: &mut Planner) {
     let Some(backup) = &plan.spec.backup else {
         return;
     };
@@ -157,9 +157,17 @@ fn plan_prune(plan: &mut Planner) {
     // upgrade that took one (what a human would restore after it).
     let in_flight = plan.status.upgrade.as_ref().and_then(|u| u.backup.clone());
     let last_used = plan.status.history.iter().find_map(|h| h.backup.clone());
+    // Nor a backup that a pending on-demand restore names.
+    let restores = plan
+        .observed
+        .requests
+        .iter()
+        .filter(|r| r.kind == crate::api::RequestKind::Restore && !r.is_final())
+        .filter_map(|r| r.backup.as_ref());
     let protected: Vec<&str> = in_flight
         .iter()
         .chain(&last_used)
+        .chain(restores)
         .map(String::as_str)
         .collect();
     let max_age = backup

@@ -221,6 +221,7 @@ pub fn cluster() -> Observed {
         deployments: BTreeMap::from([("web".to_string(), web)]),
         jobs: BTreeMap::new(),
         peers: Vec::new(),
+        requests: Vec::new(),
     }
 }
 

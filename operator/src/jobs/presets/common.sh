@@ -146,6 +146,13 @@ restore_begin() {
     ACTUAL=$(cut -d ' ' -f 1 <"$WORK/sum")
     [ "$ACTUAL" = "$EXPECTED" ] || fail "checksum of $FILE is $ACTUAL, expected $EXPECTED: the backup is damaged, nothing was restored"
     echo "apprelease: backup $FILE verified (sha256 $ACTUAL)"
+    # A check before an on-demand restore: the backup is there and intact, nothing is touched.
+    if [ "${APPRELEASE_RESTORE_CHECK:-}" = 1 ]; then
+        printf '{"verified":"%s","sha256":"%s"}\n' "$LOCATION" "$ACTUAL" >"$REPORT" ||
+            fail "cannot write the report to $REPORT"
+        echo "apprelease: check only, nothing was restored"
+        exit 0
+    fi
 }
 
 # The database is restored at this point: a report that cannot be written is only a warning.

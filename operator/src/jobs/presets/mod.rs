@@ -12,7 +12,9 @@
 //!   release's directory only), and `{"location","sizeBytes","sha256"}` is written to the
 //!   termination log;
 //! - a restore verifies the backup's checksum (the inventory's `APPRELEASE_BACKUP_SHA256`, else
-//!   the `.sha256` file) before it touches anything.
+//!   the `.sha256` file) before it touches anything; with `APPRELEASE_RESTORE_CHECK=1` it stops
+//!   there, touching nothing, and reports `{"verified","sha256"}` (the check Job an on-demand
+//!   restore runs before it scales anything down).
 //!
 //! Tests (and anyone running a script by hand) may move the claim with
 //! `APPRELEASE_BACKUP_ROOT` (default `/backups`), the archived volume with
