@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod fixtures;
 pub mod inspect;
 pub mod operator;
+pub mod plugin;
 pub mod scenario;
 pub mod testbed;
 pub mod wait;

@@ -178,25 +178,37 @@ fn spawn(args: &[String], log: &Path) -> anyhow::Result<Child> {
 /// The operator binary: `APPRELEASE_OPERATOR_BIN`, else the one cargo built next to this
 /// test (`cargo test --workspace` builds it), else built now.
 fn binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("APPRELEASE_OPERATOR_BIN") {
+    workspace_binary(
+        "apprelease-operator",
+        "apprelease-operator",
+        "APPRELEASE_OPERATOR_BIN",
+    )
+}
+
+/// The binary `bin` of the workspace package `package`: the path in the environment
+/// variable `env`, else the one cargo built next to this test, else built now. Only built
+/// when missing: like the operator's, a changed plugin is rebuilt by `cargo build` or by
+/// `cargo test --workspace`, not by one test binary.
+pub fn workspace_binary(package: &str, bin: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
-    // target/<profile>/deps/<test> → target/<profile>/apprelease-operator
+    // target/<profile>/deps/<test> → target/<profile>/<bin>
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .context("test binary location")?;
-    let path = profile_dir.join("apprelease-operator");
+    let path = profile_dir.join(bin);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", "apprelease-operator"]);
+        build.args(["build", "-p", package]);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
         let status = build.status()?;
-        anyhow::ensure!(status.success(), "building apprelease-operator failed");
+        anyhow::ensure!(status.success(), "building {package} failed");
     }
     Ok(path)
 }

@@ -19,6 +19,7 @@ mod machine;
 pub mod milestone;
 pub mod observed;
 mod outcome;
+pub mod protection;
 mod replicas;
 mod requests;
 pub mod retention;
