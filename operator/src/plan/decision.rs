@@ -42,6 +42,8 @@ pub struct Decision {
     /// flight, so that deleting it waits for a running data Job and leaves the targets
     /// consistent (see `deletion`).
     pub finalizer: bool,
+    /// What this decision changes that is counted in metrics, once its status is written.
+    pub telemetry: super::telemetry::Telemetry,
 }
 
 /// One change in the cluster. Each is idempotent.
@@ -159,6 +161,8 @@ pub struct Planner<'a> {
     pub approved: Option<String>,
     pub namespace: &'a str,
     pub observed: &'a Observed,
+    /// The status as read, which the decision's telemetry compares with the one it writes.
+    read: Option<&'a AppReleaseStatus>,
     /// Why another AppRelease owns one of the targets, if it does (see `claims`).
     pub claim: Option<String>,
     pub status: AppReleaseStatus,
@@ -192,6 +196,7 @@ impl<'a> Planner<'a> {
                 .map(|v| v.trim().to_string()),
             namespace: release.metadata.namespace.as_deref().unwrap_or_default(),
             observed,
+            read: release.status.as_ref(),
             claim: None,
             status,
             refused: Vec::new(),
@@ -346,7 +351,13 @@ impl<'a> Planner<'a> {
             self.act(Action::HandOver { job });
         }
         let requests = super::requests::updates(&self.status, self.observed, &self.refused);
+        let telemetry = super::telemetry::derive(
+            self.read.unwrap_or(&AppReleaseStatus::default()),
+            &self.status,
+            self.now(),
+        );
         Decision {
+            telemetry,
             requests,
             finalizer: self.status.upgrade.is_some(),
             status: self.status,

@@ -26,6 +26,7 @@ pub mod retention;
 mod rollback;
 mod start;
 pub mod targets;
+pub mod telemetry;
 mod text;
 mod transition;
 mod window;
@@ -63,6 +64,7 @@ pub use decision::{Action, Decision, JobRequest, Note, NoteType, POLL, RequestUp
 pub use milestone::{Milestone, MilestoneKind};
 pub use observed::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState, Request};
 pub use requests::orphaned;
+pub use telemetry::Telemetry;
 
 use crate::api::{AppRelease, validate};
 
