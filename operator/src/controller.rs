@@ -24,7 +24,7 @@ use crate::api::{
 use crate::backoff::Backoff;
 use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
-use crate::metrics::{ErrorLabels, EventLabels, Metrics, ResultLabels};
+use crate::metrics::{Census, ErrorLabels, Metrics, ResultLabels};
 use crate::notify::Notifier;
 use crate::plan::{self, Note, NoteType};
 
@@ -102,6 +102,10 @@ pub async fn run(
         })
         .applied_objects();
     let controller = Controller::for_stream(triggers, store.clone());
+    metrics.count_releases({
+        let store = store.clone();
+        move || Census::of(store.state().iter().filter_map(|g| g.0.as_ref().ok()))
+    });
     let reporter = Reporter::new(client.clone());
     let notifier = Notifier::new(
         client.clone(),
@@ -298,14 +302,14 @@ async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k
         Ok(release) => reconcile_release(release, &ctx).await,
         Err(invalid) => report_malformed(invalid, &ctx).await,
     };
+    let labels = ResultLabels {
+        result: if result.is_ok() { "ok" } else { "error" },
+    };
     ctx.metrics
         .duration
+        .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconciliations
-        .get_or_create(&ResultLabels { result: outcome })
-        .inc();
+    ctx.metrics.reconciliations.get_or_create(&labels).inc();
     result
 }
 
@@ -330,17 +334,10 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
         client: &ctx.client,
         events: &ctx.reporter,
         notifier: Some(&ctx.notifier),
+        metrics: Some(&ctx.metrics),
     }
     .execute(release, &decision)
     .await?;
-    for note in &decision.notes {
-        ctx.metrics
-            .events
-            .get_or_create(&EventLabels {
-                reason: note.reason.clone(),
-            })
-            .inc();
-    }
     ctx.backoff.succeeded(&key(release.meta()));
     Ok(Action::requeue(decision.requeue_after))
 }

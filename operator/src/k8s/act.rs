@@ -29,6 +29,8 @@ pub struct Executor<'a> {
     pub events: &'a Reporter,
     /// Where the decision's milestones go once its status is written; None sends none.
     pub notifier: Option<&'a crate::notify::Notifier>,
+    /// Where the decision's telemetry and Events are counted; None counts nothing.
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 impl Executor<'_> {
@@ -64,10 +66,22 @@ impl Executor<'_> {
                 }
                 Err(error) => return Err(Error::WriteStatus(error)),
             }
+            // Counted here, once the write landed, and never from a refused one: the write
+            // tests the version decided from, so each transition is written, and counted,
+            // exactly once.
+            self.record(&decision.telemetry);
         }
         let reference = release.object_ref(&());
         for note in &decision.notes {
             self.events.publish(&reference, note).await;
+            if let Some(metrics) = self.metrics {
+                metrics
+                    .events
+                    .get_or_create(&crate::metrics::EventLabels {
+                        reason: note.reason.clone(),
+                    })
+                    .inc();
+            }
         }
         // Queued, not sent: a webhook never holds up the actions, however slow it is.
         if let Some(notifier) = self.notifier {
@@ -87,6 +101,27 @@ impl Executor<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Logs and counts what a written status changed.
+    fn record(&self, telemetry: &crate::plan::Telemetry) {
+        for step in &telemetry.steps {
+            info!(
+                step = step.step.as_str(),
+                seconds = step.seconds,
+                "step done"
+            );
+        }
+        for ended in &telemetry.upgrades {
+            info!(
+                result = crate::metrics::result_label(ended.result),
+                reason = ended.reason,
+                "upgrade ended"
+            );
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.record(telemetry);
+        }
     }
 
     /// Writes the status of an on-demand request (merge patch of its status subresource).

@@ -90,6 +90,7 @@ fn only(release: &mut AppRelease, actions: Vec<Action>) -> Decision {
         requests: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
+        telemetry: Default::default(),
     }
 }
 
@@ -122,6 +123,7 @@ async fn run(client: Client, release: AppRelease, decision: Decision) -> Result<
         client: &client,
         events: &reporter,
         notifier: None,
+        metrics: None,
     }
     .execute(&release, &decision)
     .await

@@ -749,11 +749,13 @@ async fn milestones_are_notified_only_after_their_status_is_written() {
         requests: vec![],
         requeue_after: Duration::from_secs(30),
         finalizer: false,
+        telemetry: Default::default(),
     };
     let executor = Executor {
         client: &operator.client,
         events: &operator.reporter,
         notifier: Some(&operator.notifier),
+        metrics: None,
     };
     operator.api.lock().status_code = Some(409);
     let result = executor.execute(&release, &decision).await;
