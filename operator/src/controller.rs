@@ -15,7 +15,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::field::{Empty, display};
+use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::api::conditions::{self, ConditionStatus, Desired};
 use crate::api::{
@@ -298,10 +299,26 @@ fn releases_targeting<K: Resource>(
 
 async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k8s::Error> {
     let started = Instant::now();
-    let result = match &guarded.0 {
-        Ok(release) => reconcile_release(release, &ctx).await,
-        Err(invalid) => report_malformed(invalid, &ctx).await,
-    };
+    // Every line logged while reconciling (the executor's too) carries the release, its
+    // namespace and, once decided, the upgrade's versions and step.
+    let meta = guarded.meta();
+    let span = info_span!(
+        "reconcile",
+        release = %meta.name.as_deref().unwrap_or_default(),
+        namespace = %meta.namespace.as_deref().unwrap_or_default(),
+        from = Empty,
+        to = Empty,
+        attempt = Empty,
+        step = Empty,
+    );
+    let result = async {
+        match &guarded.0 {
+            Ok(release) => reconcile_release(release, &ctx).await,
+            Err(invalid) => report_malformed(invalid, &ctx).await,
+        }
+    }
+    .instrument(span)
+    .await;
     let labels = ResultLabels {
         result: if result.is_ok() { "ok" } else { "error" },
     };
@@ -327,8 +344,17 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
     } else {
         plan::decide(release, &observed)
     };
-    if let Some(upgrade) = &decision.status.upgrade {
-        info!(release = %release.name_any(), step = upgrade.step.as_str(), to = upgrade.to, actions = decision.actions.len(), "reconciled");
+    // The upgrade decided on, or the one this decision ended.
+    let read = release.status.as_ref().and_then(|s| s.upgrade.as_ref());
+    if let Some(upgrade) = decision.status.upgrade.as_ref().or(read) {
+        let span = Span::current();
+        span.record("from", display(&upgrade.from));
+        span.record("to", display(&upgrade.to));
+        span.record("attempt", upgrade.attempt);
+        span.record("step", display(upgrade.step.as_str()));
+    }
+    if decision.status.upgrade.is_some() {
+        info!(actions = decision.actions.len(), "reconciled");
     }
     Executor {
         client: &ctx.client,
@@ -428,7 +454,14 @@ fn error_policy(guarded: Arc<Guarded>, error: &k8s::Error, ctx: Arc<Context>) ->
     } else {
         ctx.backoff.failed(&key(guarded.meta()))
     };
-    warn!(name = %guarded.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    let meta = guarded.meta();
+    warn!(
+        release = %meta.name.as_deref().unwrap_or_default(),
+        namespace = %meta.namespace.as_deref().unwrap_or_default(),
+        %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
     Action::requeue(delay)
 }
 

@@ -106,16 +106,13 @@ impl Executor<'_> {
     /// Logs and counts what a written status changed.
     fn record(&self, telemetry: &crate::plan::Telemetry) {
         for step in &telemetry.steps {
-            info!(
-                step = step.step.as_str(),
-                seconds = step.seconds,
-                "step done"
-            );
+            // `left`: the span's `step` is the one the decision moved to.
+            info!(left = %step.step.as_str(), seconds = step.seconds, "step done");
         }
         for ended in &telemetry.upgrades {
             info!(
-                result = crate::metrics::result_label(ended.result),
-                reason = ended.reason,
+                result = %crate::metrics::result_label(ended.result),
+                reason = %ended.reason,
                 "upgrade ended"
             );
         }
