@@ -9,11 +9,13 @@ pub mod fixtures;
 pub mod inspect;
 pub mod operator;
 pub mod plugin;
+pub mod proxy;
 pub mod scenario;
+pub mod scrape;
 pub mod testbed;
 pub mod wait;
 pub mod webhook;
 
 pub use cluster::Cluster;
-pub use operator::Operator;
+pub use operator::{Operator, Options};
 pub use scenario::Scenario;

@@ -18,9 +18,19 @@ pub struct Operator {
     child: Child,
     log: PathBuf,
     args: Vec<String>,
+    log_filter: String,
     starts: u32,
     /// Where the current process's lines begin in the (appended) log.
     log_start: u64,
+}
+
+/// How [`Operator::start_with`] runs the operator.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The kubeconfig it uses instead of the cluster's (a proxy in front of the API server).
+    pub kubeconfig: Option<PathBuf>,
+    /// `RUST_LOG` instead of the default `info,kube=warn`.
+    pub log_filter: Option<String>,
 }
 
 /// What the operator logs once its HTTP server listens; the line ends with `addr=IP:PORT`.
@@ -29,22 +39,34 @@ const SERVING: &str = "serving /metrics, /healthz and /readyz";
 impl Operator {
     /// Starts the operator watching the scenario's namespace.
     pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
+        Self::start_with(cluster, Options::default())
+    }
+
+    /// [`Operator::start`], run as `options` say.
+    pub fn start_with(cluster: &Cluster, options: Options) -> anyhow::Result<Self> {
+        let kubeconfig = options
+            .kubeconfig
+            .unwrap_or_else(|| cluster.operator_kubeconfig.clone());
         let args = vec![
             "run".to_string(),
             "--namespace".into(),
             cluster.namespace.clone(),
             "--kubeconfig".into(),
-            cluster.operator_kubeconfig.display().to_string(),
+            kubeconfig.display().to_string(),
             "--metrics-addr".into(),
             "127.0.0.1:0".into(),
         ];
+        let log_filter = options
+            .log_filter
+            .unwrap_or_else(|| "info,kube=warn".into());
         let log = cluster.dir.join("operator.log");
         let log_start = log_len(&log);
-        let child = spawn(&args, &log)?;
+        let child = spawn(&args, &log_filter, &log)?;
         Ok(Self {
             child,
             log,
             args,
+            log_filter,
             starts: 1,
             log_start,
         })
@@ -57,7 +79,7 @@ impl Operator {
         self.child.wait()?;
         self.starts += 1;
         self.log_start = log_len(&self.log);
-        self.child = spawn(&self.args, &self.log)?;
+        self.child = spawn(&self.args, &self.log_filter, &self.log)?;
         Ok(())
     }
 
@@ -91,6 +113,11 @@ impl Operator {
     /// How many times the process was started.
     pub fn starts(&self) -> u32 {
         self.starts
+    }
+
+    /// Everything the operator logged in this scenario, every process of it.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of the operator's log, for failure messages.
@@ -150,7 +177,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((code, body.to_string()))
 }
 
-fn spawn(args: &[String], log: &Path) -> anyhow::Result<Child> {
+fn spawn(args: &[String], log_filter: &str, log: &Path) -> anyhow::Result<Child> {
     let out = File::options().create(true).append(true).open(log)?;
     let mut command = Command::new(binary()?);
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
@@ -166,7 +193,7 @@ fn spawn(args: &[String], log: &Path) -> anyhow::Result<Child> {
     }
     command
         .args(args)
-        .env("RUST_LOG", "info,kube=warn")
+        .env("RUST_LOG", log_filter)
         .env("NO_COLOR", "1")
         .stdout(out.try_clone()?)
         .stderr(out)
