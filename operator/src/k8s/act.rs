@@ -49,13 +49,26 @@ impl Executor<'_> {
                 .patch_finalizers(release, &namespace, add_finalizer_patch(release), true)
                 .await?;
         }
-        if release.status.as_ref() != Some(&decision.status) {
+        let changed = release.status.as_ref() != Some(&decision.status);
+        // A decision that changes no status but does something is as unsafe from a stale
+        // copy as one that does: a Job it creates may be one the stored status records as
+        // seen and since deleted, an image it applies one a newer status rolled back. So it
+        // is conditioned on the version decided from as well, by a patch that only tests it:
+        // one that changes nothing, so no new resourceVersion and no watch event.
+        let acts = !(decision.actions.is_empty()
+            && decision.requests.is_empty()
+            && decision.notes.is_empty()
+            && decision.milestones.is_empty())
+            || (holds && !decision.finalizer);
+        // (Without a resourceVersion, only in tests, there is nothing to test.)
+        if changed || (acts && version.is_some()) {
             let api: Api<AppRelease> = Api::namespaced(self.client.clone(), &namespace);
             let params = PatchParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            let patch: Patch<()> = Patch::Json(status_patch(&decision.status, version.as_deref()));
+            let status = changed.then_some(&decision.status);
+            let patch: Patch<()> = Patch::Json(status_patch(status, version.as_deref()));
             match api.patch_status(&release.name_any(), &params, &patch).await {
                 Ok(_) => {}
                 // The decision was made from an AppRelease older than the stored one (a
@@ -69,7 +82,9 @@ impl Executor<'_> {
             // Counted here, once the write landed, and never from a refused one: the write
             // tests the version decided from, so each transition is written, and counted,
             // exactly once.
-            self.record(&decision.telemetry);
+            if changed {
+                self.record(&decision.telemetry);
+            }
         }
         let reference = release.object_ref(&());
         for note in &decision.notes {
@@ -447,16 +462,18 @@ pub fn image_body(kind: TargetKind, name: &str, images: &[(String, String)]) -> 
 ///
 /// With `version`, the patch first tests that the stored AppRelease is still that
 /// resourceVersion: a write-ahead record decided from a stale copy must never land (the
-/// server refuses the whole patch, 422, when the test fails).
-pub fn status_patch(status: &AppReleaseStatus, version: Option<&str>) -> json_patch::Patch {
-    let value = serde_json::to_value(status).unwrap_or(Value::Null);
+/// server refuses the whole patch, 422, when the test fails). Without `status` it is that
+/// test alone: the precondition of a decision that changes no status.
+pub fn status_patch(status: Option<&AppReleaseStatus>, version: Option<&str>) -> json_patch::Patch {
     let mut ops: Vec<json_patch::PatchOperation> = version
         .map(|v| test_op("/metadata/resourceVersion", json!(v)))
         .into_iter()
         .collect();
-    ops.push(json_patch::PatchOperation::Add(json_patch::AddOperation {
-        path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
-        value,
-    }));
+    if let Some(status) = status {
+        ops.push(json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+            value: serde_json::to_value(status).unwrap_or(Value::Null),
+        }));
+    }
     json_patch::Patch(ops)
 }

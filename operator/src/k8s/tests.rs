@@ -364,13 +364,19 @@ async fn a_failed_finalizer_or_status_write_stops_before_any_action() {
     server.expect_silence().await;
     assert!(matches!(task.await.unwrap(), Err(Error::Finalizer(_))));
 
-    // The status write meets a newer AppRelease (its test fails): stale, nothing done.
-    let (client, mut server) = ApiServer::start();
-    let task = tokio::spawn(run(client, release.clone(), decision.clone()));
-    server.answer(200, stored(&release)).await;
-    server.answer(422, status_error(422, "Invalid")).await;
-    server.expect_silence().await;
-    assert!(matches!(task.await.unwrap(), Err(Error::Stale(_))));
+    // The status write meets a newer AppRelease: its test fails (422), or the server reports
+    // a conflict (409): stale, nothing done.
+    for code in [422, 409] {
+        let (client, mut server) = ApiServer::start();
+        let task = tokio::spawn(run(client, release.clone(), decision.clone()));
+        server.answer(200, stored(&release)).await;
+        server.answer(code, status_error(code, "Invalid")).await;
+        server.expect_silence().await;
+        assert!(
+            matches!(task.await.unwrap(), Err(Error::Stale(_))),
+            "{code}"
+        );
+    }
 
     // Any other refusal of the status write stops everything too.
     let (client, mut server) = ApiServer::start();
@@ -543,4 +549,49 @@ async fn a_decision_from_a_copy_older_than_its_own_finalizer_does_not_act() {
     );
     server.expect_silence().await;
     assert!(matches!(task.await.unwrap(), Err(Error::Stale(_))));
+}
+
+#[tokio::test]
+async fn a_decision_that_acts_without_a_new_status_is_conditioned_on_its_version() {
+    // Only the create is left to do, so the status is not written; the decision still runs
+    // only if the AppRelease is the version it was decided from.
+    let (mut release, decision) = backup_request_decision();
+    release.metadata.resource_version = Some("7".into());
+    for code in [422, 409] {
+        let (client, mut server) = ApiServer::start();
+        let task = tokio::spawn(run(client, release.clone(), decision.clone()));
+        let seen = server.answer(code, status_error(code, "Invalid")).await;
+        assert_eq!(
+            (seen.method.as_str(), seen.content_type.as_str()),
+            ("PATCH", "application/json-patch+json")
+        );
+        assert!(
+            seen.uri.contains("/appreleases/meet/status?"),
+            "{}",
+            seen.uri
+        );
+        assert_eq!(
+            seen.body,
+            json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "7"}]),
+            "a test that changes nothing"
+        );
+        server.expect_silence().await;
+        assert!(
+            matches!(task.await.unwrap(), Err(Error::Stale(_))),
+            "{code}"
+        );
+    }
+    let (client, mut server) = ApiServer::start();
+    let task = tokio::spawn(run(client, release.clone(), decision));
+    server.answer(200, stored(&release)).await;
+    let create = server.answer(201, json!({})).await;
+    assert_eq!(
+        (
+            create.method.as_str(),
+            create.body["metadata"]["name"].as_str()
+        ),
+        ("POST", Some("meet-backup-1"))
+    );
+    server.expect_silence().await;
+    task.await.unwrap().unwrap();
 }
