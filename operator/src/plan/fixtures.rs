@@ -319,6 +319,18 @@ pub struct World {
     pub creates: BTreeMap<String, u32>,
     /// Every decision taken, in order.
     pub log: Vec<Decision>,
+    /// Every version of the AppRelease the API server stored, oldest first, each with its
+    /// resourceVersion: one per write, the operator's or anyone else's (see `store`).
+    pub stored: Vec<AppRelease>,
+}
+
+/// What became of a decision made from a copy of the AppRelease (see `World::reconcile_from`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Carried {
+    /// Its writes were refused: the copy was not the stored version.
+    Refused,
+    /// It was carried out as the executor does.
+    Done(Decision),
 }
 
 impl World {
@@ -329,7 +341,105 @@ impl World {
             faults: Faults::default(),
             creates: BTreeMap::new(),
             log: Vec::new(),
+            stored: Vec::new(),
         }
+    }
+
+    /// Numbers the AppRelease as the API server does: a new resourceVersion whenever it
+    /// changed since the last one stored (a write by the operator, or by a person or a GitOps
+    /// tool: the events of a test edit `release` directly), and returns it.
+    pub fn store(&mut self) -> String {
+        let unchanged = self.stored.last().is_some_and(|last| {
+            last.metadata
+                == ObjectMeta {
+                    resource_version: last.metadata.resource_version.clone(),
+                    ..self.release.metadata.clone()
+                }
+                && last.spec == self.release.spec
+                && last.status == self.release.status
+        });
+        if !unchanged {
+            self.release.metadata.resource_version = Some((self.stored.len() + 1).to_string());
+            self.stored.push(self.release.clone());
+        }
+        self.release
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// The version stored `age` writes ago (0: the current one), as a lagging cache shows it.
+    pub fn stored_ago(&mut self, age: usize) -> AppRelease {
+        self.store();
+        let index = self.stored.len().saturating_sub(1 + age);
+        self.stored[index].clone()
+    }
+
+    /// One reconcile that decided from `read` — a copy of the AppRelease as a cache showed
+    /// it, maybe older than the stored one — against the cluster as it is now (the operator
+    /// reads it fresh), carried out as `k8s::Executor` does. Its writes test the
+    /// resourceVersion decided from, as the API server evaluates them: the finalizer's and
+    /// the status's, or, for a decision that changes no status but does something, a patch
+    /// that only tests it.
+    pub fn reconcile_from(&mut self, read: &AppRelease) -> Carried {
+        let current = self.store();
+        let decision = if read.metadata.deletion_timestamp.is_some() {
+            super::decide_deletion(read, &self.cluster)
+        } else {
+            decide(read, &self.cluster)
+        };
+        let mut version = read.metadata.resource_version.clone().unwrap_or_default();
+        let holds = |r: &AppRelease| {
+            r.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+        };
+        if decision.finalizer && !holds(read) {
+            if version == current {
+                self.release.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+                version = self.store();
+            } else if !holds(&self.release) {
+                // The patch's test fails and the stored copy lacks it too: an error.
+                return Carried::Refused;
+            }
+        }
+        let changed = read.status.as_ref() != Some(&decision.status);
+        let acts = !(decision.actions.is_empty()
+            && decision.requests.is_empty()
+            && decision.notes.is_empty()
+            && decision.milestones.is_empty())
+            || (holds(read) && !decision.finalizer);
+        if changed || acts {
+            if version != self.store() {
+                return Carried::Refused;
+            }
+            if changed {
+                self.release.status = Some(decision.status.clone());
+                self.store();
+            }
+        }
+        for update in &decision.requests {
+            if let Some(r) = self
+                .cluster
+                .requests
+                .iter_mut()
+                .find(|r| r.kind == update.kind && r.name == update.name)
+            {
+                r.status = update.status.clone();
+            }
+        }
+        for action in &decision.actions {
+            self.apply(action);
+        }
+        // The removal tests only that the finalizer is still there.
+        if !decision.finalizer && holds(read) && holds(&self.release) {
+            self.release.metadata.finalizers = None;
+            self.store();
+        }
+        self.log.push(decision.clone());
+        Carried::Done(decision)
     }
 
     /// One reconcile: decide, write status, carry out the actions.

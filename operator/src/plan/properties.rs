@@ -18,6 +18,9 @@ use super::observed::JobOutcome;
 enum Event {
     Reconcile,
     ReconcileAndCrash,
+    /// A reconcile from a copy of the AppRelease this many writes older than the stored one
+    /// (a cache that lags): the API server refuses its writes (see `World::reconcile_from`).
+    ReconcileStale(usize),
     Rollout,
     FinishJob {
         succeed: bool,
@@ -51,6 +54,7 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         6 => Just(Event::Reconcile),
         1 => Just(Event::ReconcileAndCrash),
+        2 => (1usize..4).prop_map(Event::ReconcileStale),
         3 => Just(Event::Rollout),
         3 => (any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(succeed, report)| Event::FinishJob { succeed, report }),
         1 => Just(Event::DeleteSeenJob),
@@ -216,6 +220,10 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             };
             check_decision(world, &seen, &before, &decision)?;
         }
+        Event::ReconcileStale(age) => {
+            let read = world.stored_ago(*age);
+            world.reconcile_from(&read);
+        }
         Event::Rollout => world.settle_deployments(),
         Event::FinishJob { succeed, report } => {
             let running = world
@@ -293,7 +301,10 @@ fn play(world: &mut World, event: &Event) -> Result<(), TestCaseError> {
             world.cluster.requests.push(restore);
         }
     }
+    // Whatever changed the AppRelease is a write of its own, with a resourceVersion of its own.
+    world.store();
     check_requests(world)?;
+    check_steps(world)?;
     // Invariant 2: each Job (so each migration of a release, from, to, attempt) is created at
     // most once, whatever happened to it afterwards.
     for (name, count) in &world.creates {
@@ -550,12 +561,20 @@ fn check_decision(
         );
     }
 
-    // A backup that a pending restore names is never pruned.
+    // A backup that a pending restore names is never pruned — by a prune planned since: one
+    // a running backup Job was told before the restore was asked for has deleted the files
+    // by the time the Job succeeded, and the restore is then refused (BackupNotFound).
+    let committed: Vec<String> = before
+        .upgrade
+        .iter()
+        .flat_map(|u| u.prune.clone())
+        .collect();
     for r in &seen.requests {
         if r.kind == RequestKind::Restore
             && !r.is_final()
             && let Some(id) = &r.backup
-            && before.backups.iter().any(|b| &b.id == id)
+            && let Some(backup) = before.backups.iter().find(|b| &b.id == id)
+            && !super::retention::is_pruned(backup, &committed)
         {
             prop_assert!(
                 status.backups.iter().any(|b| &b.id == id),
@@ -586,6 +605,29 @@ fn check_decision(
     Ok(())
 }
 
+/// No step of an operation is entered again once left: each (attempt, step) of the stored
+/// statuses is one unbroken run. A stale decision that went through could set an upgrade
+/// back to a step it had finished.
+fn check_steps(world: &World) -> Result<(), TestCaseError> {
+    let mut left = std::collections::BTreeSet::new();
+    let mut current = None;
+    for stored in &world.stored {
+        let now = stored
+            .status
+            .as_ref()
+            .and_then(|s| s.upgrade.as_ref())
+            .map(|u| (u.attempt, u.step.as_str()));
+        if now != current {
+            left.extend(current);
+            if let Some(step) = now {
+                prop_assert!(!left.contains(&step), "step {:?} entered again", step);
+            }
+            current = now;
+        }
+    }
+    Ok(())
+}
+
 /// Requests over: a refused one (never started) never ran; one that ran has its history
 /// entry; none runs twice.
 fn check_requests(world: &World) -> Result<(), TestCaseError> {
@@ -610,6 +652,36 @@ fn check_requests(world: &World) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+#[test]
+fn a_decision_from_a_copy_older_than_a_seen_job_would_create_it_again_and_is_refused() {
+    let mut world = World::new(with_backup(release("2.0")), cluster("1.0"));
+    world.step();
+    world.store();
+    let before_seen = world.stored_ago(0);
+    world.step();
+    world.store();
+    let seen = &world.status().upgrade.as_ref().unwrap().jobs_seen;
+    assert_eq!(seen, &["meet-backup-1"]);
+    // The backup Job is deleted (a TTL, a human): the stored status remembers it was seen.
+    world.cluster.jobs.remove("meet-backup-1");
+    // From the copy before that, it was never seen: the decision creates it again without
+    // changing the status it was made from...
+    let decision = decide(&before_seen, &world.cluster);
+    assert!(
+        matches!(decision.actions[..], [Action::CreateJob(_)]),
+        "{:?}",
+        decision.actions
+    );
+    assert_eq!(Some(&decision.status), before_seen.status.as_ref());
+    // ...and is refused all the same, as its precondition is.
+    assert_eq!(world.reconcile_from(&before_seen), Carried::Refused);
+    assert_eq!(world.creates["meet-backup-1"], 1);
+    // From the stored version it goes on.
+    let current = world.stored_ago(0);
+    assert!(matches!(world.reconcile_from(&current), Carried::Done(_)));
+    assert_eq!(world.creates["meet-backup-1"], 1);
 }
 
 proptest! {
