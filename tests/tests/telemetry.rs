@@ -205,7 +205,7 @@ fn base64(text: &str) -> String {
             out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
         }
     }
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push('=');
     }
     out

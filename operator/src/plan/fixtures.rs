@@ -330,7 +330,7 @@ pub enum Carried {
     /// Its writes were refused: the copy was not the stored version.
     Refused,
     /// It was carried out as the executor does.
-    Done(Decision),
+    Done(Box<Decision>),
 }
 
 impl World {
@@ -439,7 +439,7 @@ impl World {
             self.store();
         }
         self.log.push(decision.clone());
-        Carried::Done(decision)
+        Carried::Done(Box::new(decision))
     }
 
     /// One reconcile: decide, write status, carry out the actions.
