@@ -3,7 +3,7 @@
 # Kubernetes control plane. Installs the system tools the tests drive for real (database
 # servers, openssl) when they are missing and this runs as root with apt, and builds the
 # control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd), KWOK and helm
-# from the official Go modules the first time (testbed/README.md: about 17 minutes on 2 cores,
+# from the official Go modules the first time (testbed/README.md: about 20 minutes on 2 cores,
 # cached in ~/.cache/apprelease-testbed afterwards).
 #
 #   APPRELEASE_SKIP_CONTROL_PLANE=1   only the simulator run (no Go build either; the chart's
