@@ -24,13 +24,13 @@ pub struct Helm {
 }
 
 impl Helm {
-    /// helm against the cluster of `kubeconfig`, keeping its files under `dir`.
-    pub fn new(kubeconfig: &Path, dir: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            bin: binary()?,
+    /// The helm `bin` against the cluster of `kubeconfig`, keeping its files under `dir`.
+    pub fn new(bin: PathBuf, kubeconfig: &Path, dir: &Path) -> Self {
+        Self {
+            bin,
             kubeconfig: kubeconfig.to_path_buf(),
             home: dir.join("helm"),
-        })
+        }
     }
 
     /// Runs `helm ARGS` from the repository root and returns its stdout; fails with its

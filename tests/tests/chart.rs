@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use apprelease_e2e::control_plane::ControlPlane;
-use apprelease_e2e::helm::Helm;
+use apprelease_e2e::helm::{self, Helm};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -65,8 +65,10 @@ fn operator_args(deployment: &Deployment) -> Vec<String> {
 
 #[tokio::test]
 async fn helm_installs_and_upgrades_the_chart_on_the_control_plane() -> anyhow::Result<()> {
+    // Before starting anything: without helm, say how to get it.
+    let bin = helm::binary()?;
     let plane = ControlPlane::start().await?;
-    let helm = Helm::new(&plane.kubeconfig, &plane.dir)?;
+    let helm = Helm::new(bin, &plane.kubeconfig, &plane.dir);
     let client = plane.client().await?;
 
     let t0 = Instant::now();
