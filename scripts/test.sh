@@ -2,11 +2,13 @@
 # Runs every test of the workspace, then the end-to-end scenarios again on the real
 # Kubernetes control plane. Installs the system tools the tests drive for real (database
 # servers, openssl) when they are missing and this runs as root with apt, and builds the
-# control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd) and KWOK from
-# the official Go modules the first time (testbed/README.md: about 13 minutes on 2 cores,
+# control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd), KWOK and helm
+# from the official Go modules the first time (testbed/README.md: about 20 minutes on 2 cores,
 # cached in ~/.cache/apprelease-testbed afterwards).
 #
-#   APPRELEASE_SKIP_CONTROL_PLANE=1   only the simulator run (no Go build either)
+#   APPRELEASE_SKIP_CONTROL_PLANE=1   only the simulator run (no Go build either; the chart's
+#                                     tests then fail, saying how to get helm, unless
+#                                     APPRELEASE_HELM_BIN is set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,10 +43,12 @@ if [ -z "$control_plane" ]; then
     exit 1
   }
   t0=$(date +%s)
-  # Both print their bin directory last; a cached build takes a fraction of a second.
+  # Each prints its bin directory last; a cached build takes a fraction of a second.
   bin=$(bash testbed/build.sh | tail -n 1)
   kwok=$(bash testbed/build.sh --kwok | tail -n 1)
-  export APPRELEASE_TESTBED_BIN=$bin APPRELEASE_KWOK_BIN=$kwok/kwok
+  # helm for the chart's tests (operator/tests/chart.rs, tests/tests/chart.rs).
+  helm=$(bash testbed/build.sh --helm | tail -n 1)
+  export APPRELEASE_TESTBED_BIN=$bin APPRELEASE_KWOK_BIN=$kwok/kwok APPRELEASE_HELM_BIN=$helm/helm
   echo "testbed binaries ready in $(( $(date +%s) - t0 )) s: $bin"
   # The kubectl built with the control plane serves the kubectl tests when the machine has
   # none (Debian's kubernetes-client is too old for them, see below).

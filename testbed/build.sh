@@ -5,6 +5,7 @@
 #
 #   testbed/build.sh            # build or reuse; the last stdout line is the bin dir
 #   testbed/build.sh --kwok     # the same for KWOK (testbed/kwok/go.mod)
+#   testbed/build.sh --helm     # the same for helm (testbed/helm/go.mod)
 #
 # APPRELEASE_TESTBED_CACHE (default ~/.cache/apprelease-testbed) is where builds go.
 # Progress and timings go to stderr. Builds run under `nice -n 19`.
@@ -31,28 +32,43 @@ finish() {
   echo "$dir/bin"
 }
 
-build_kwok() {
-  local mod=$here/kwok
-  local kwok
-  kwok=$(version_of "$mod" sigs.k8s.io/kwok)
-  local dir=$cache/kwok-$kwok
-  if [[ -x $dir/bin/kwok ]]; then
-    say "reusing $dir/bin (kwok $kwok)"
+# One binary from its own pinned module (testbed/<name>/go.mod) into <name>-<version>/bin.
+#   build_tool NAME MODULE PACKAGE [LDFLAGS]
+build_tool() {
+  local name=$1 module=$2 package=$3 ldflags="-s -w ${4:-}"
+  local mod=$here/$name
+  local version
+  version=$(version_of "$mod" "$module")
+  local dir=$cache/$name-$version
+  if [[ -x $dir/bin/$name ]]; then
+    say "reusing $dir/bin ($name $version)"
     echo "$dir/bin"
     return
   fi
   local tmp
-  tmp=$(mktemp -d "$cache/.build-kwok-XXXXXX")
+  tmp=$(mktemp -d "$cache/.build-$name-XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   local t0
   t0=$(now)
   (cd "$mod" && go mod download)
   say "downloaded modules in $(since "$t0") s"
   t0=$(now)
-  (cd "$mod" && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/bin/kwok" sigs.k8s.io/kwok/cmd/kwok)
-  say "built kwok $kwok in $(since "$t0") s"
+  (cd "$mod" && nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$tmp/bin/$name" "$package")
+  say "built $name $version in $(since "$t0") s"
   trap - EXIT
   finish "$tmp" "$dir"
+}
+
+build_kwok() {
+  build_tool kwok sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok
+}
+
+# What helm's Makefile stamps into a release build; without it `helm version` says "v4.3".
+build_helm() {
+  local version
+  version=$(version_of "$here/helm" helm.sh/helm/v4)
+  build_tool helm helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm \
+    "-X helm.sh/helm/v4/internal/version.version=$version -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 }
 
 build_control_plane() {
@@ -114,8 +130,9 @@ flock 9
 case "${1:-}" in
   "") build_control_plane ;;
   --kwok) build_kwok ;;
+  --helm) build_helm ;;
   *)
-    echo "usage: $0 [--kwok]" >&2
+    echo "usage: $0 [--kwok | --helm]" >&2
     exit 2
     ;;
 esac

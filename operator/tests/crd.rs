@@ -8,7 +8,9 @@ fn checked_in_crd_matches_the_types() {
     let checked_in = std::fs::read_to_string(path).expect("crds/appreleases.yaml exists");
     assert!(
         checked_in == crd::yaml(),
-        "crds/appreleases.yaml is stale: regenerate it with `cargo run -p apprelease-operator -- crd > crds/appreleases.yaml`"
+        "crds/appreleases.yaml is stale: regenerate it and the chart's copy with `cargo run -p \
+         apprelease-operator -- crd | tee crds/appreleases.yaml \
+         charts/apprelease-operator/crds/appreleases.yaml >/dev/null`"
     );
 }
 

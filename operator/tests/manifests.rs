@@ -48,10 +48,9 @@ fn example_app_release_is_valid() {
     );
 }
 
-#[test]
-fn kustomize_base_renders_the_operator() {
+fn kustomize(dir: &str) -> Vec<Value> {
     let output = Command::new("kubectl")
-        .args(["kustomize", &repo("manifests")])
+        .args(["kustomize", &repo(dir)])
         .output()
         .expect("kubectl is installed");
     assert!(
@@ -59,7 +58,42 @@ fn kustomize_base_renders_the_operator() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let docs = documents(&String::from_utf8(output.stdout).unwrap());
+    documents(&String::from_utf8(output.stdout).unwrap())
+}
+
+/// overlays/namespaced/: the base's rules as a Role in `apps`, bound there, no cluster-wide
+/// grant, and the operator told to watch `apps` only.
+#[test]
+fn namespaced_overlay_grants_the_same_rules_in_one_namespace() {
+    let base = kustomize("manifests");
+    let docs = kustomize("overlays/namespaced");
+    let find = |docs: &[Value], kind: &str| docs.iter().find(|d| d["kind"] == kind).cloned();
+    assert!(find(&docs, "ClusterRole").is_none() && find(&docs, "ClusterRoleBinding").is_none());
+    let role = find(&docs, "Role").expect("a Role");
+    assert_eq!(role["metadata"]["namespace"], "apps");
+    assert_eq!(role["rules"], find(&base, "ClusterRole").unwrap()["rules"]);
+    let binding = find(&docs, "RoleBinding").expect("a RoleBinding");
+    assert_eq!(binding["metadata"]["namespace"], "apps");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        find(&base, "ClusterRoleBinding").unwrap()["subjects"]
+    );
+    let args = |docs: &[Value]| {
+        find(docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let mut expected = args(&base);
+    expected.push("--namespace=apps".into());
+    assert_eq!(args(&docs), expected);
+}
+
+#[test]
+fn kustomize_base_renders_the_operator() {
+    let docs = kustomize("manifests");
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     for kind in [
         "Namespace",

@@ -27,9 +27,11 @@ use apprelease_operator::api::AppRelease;
 use apprelease_sim::requests::RequestRecord;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Config};
 
+use crate::Cluster;
 use crate::control_plane::{self, ControlPlane};
 
 /// Where the shipped manifests install the operator.
@@ -38,6 +40,12 @@ pub const OPERATOR_NAMESPACE: &str = "apprelease-system";
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "apprelease-operator";
 /// The user the real server sees for the operator.
 pub const OPERATOR_USER: &str = "system:serviceaccount:apprelease-system:apprelease-operator";
+/// The ServiceAccount of an operator that watches one namespace with only the Role of
+/// overlays/namespaced/ ([`Testbed::use_namespaced_rbac`]).
+pub const NAMESPACED_SERVICE_ACCOUNT: &str = "apprelease-operator-namespaced";
+/// The user the real server sees for it.
+pub const NAMESPACED_USER: &str =
+    "system:serviceaccount:apprelease-system:apprelease-operator-namespaced";
 /// The fake Node KWOK runs the Pods on.
 const NODE: &str = "kwok-node-0";
 /// The Stages, as the fixtures' annotations expect them.
@@ -282,6 +290,85 @@ async fn kubeconfig_client(path: &Path) -> anyhow::Result<Client> {
 }
 
 impl Testbed {
+    /// Makes `cluster`'s operator run as [`NAMESPACED_SERVICE_ACCOUNT`], which holds only the
+    /// Role and RoleBinding that `kubectl kustomize overlays/namespaced/` renders, moved to the
+    /// scenario's namespace: no permission anywhere else. [`crate::Operator::start`] passes
+    /// `--namespace` as the overlay's Deployment does.
+    pub async fn use_namespaced_rbac(&self, cluster: &mut Cluster) -> anyhow::Result<()> {
+        let rendered = cluster
+            .run_kubectl(&["kustomize", "overlays/namespaced"])
+            .await?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&rendered)?;
+        let find = |kind: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == kind)
+                .cloned()
+                .with_context(|| format!("no {kind} in overlays/namespaced"))
+        };
+        let (mut role, mut binding) = (find("Role")?, find("RoleBinding")?);
+        let watched = role["metadata"]["namespace"].as_str().unwrap_or_default();
+        let deployment = find("Deployment")?;
+        let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+        anyhow::ensure!(
+            args.as_array()
+                .is_some_and(|a| a.iter().any(|x| *x == format!("--namespace={watched}"))),
+            "the overlay's operator watches the namespace of its Role ({watched}): {args}"
+        );
+        let namespace = cluster.namespace.clone();
+        let meta = serde_json::json!({"name": NAMESPACED_SERVICE_ACCOUNT, "namespace": namespace});
+        role["metadata"] = meta.clone();
+        binding["metadata"] = meta;
+        binding["roleRef"]["name"] = NAMESPACED_SERVICE_ACCOUNT.into();
+        binding["subjects"] = serde_json::json!([{
+            "kind": "ServiceAccount",
+            "name": NAMESPACED_SERVICE_ACCOUNT,
+            "namespace": OPERATOR_NAMESPACE,
+        }]);
+        let admin = cluster.client.clone();
+        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+        }))?;
+        Api::<ServiceAccount>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+            .create(&PostParams::default(), &account)
+            .await?;
+        Api::<Role>::namespaced(admin.clone(), &namespace)
+            .create(&PostParams::default(), &serde_json::from_value(role)?)
+            .await?;
+        Api::<RoleBinding>::namespaced(admin.clone(), &namespace)
+            .create(&PostParams::default(), &serde_json::from_value(binding)?)
+            .await?;
+        let token = service_account_token(&admin, NAMESPACED_SERVICE_ACCOUNT).await?;
+        let kubeconfig = cluster.dir.join("namespaced-operator.kubeconfig");
+        write_token_kubeconfig(
+            &kubeconfig,
+            &self.server,
+            &self.dir.join("ca.crt"),
+            NAMESPACED_SERVICE_ACCOUNT,
+            &token,
+        )?;
+        // As at start: the authorizer's cache grants the new binding after a moment.
+        let releases: Api<AppRelease> =
+            Api::namespaced(kubeconfig_client(&kubeconfig).await?, &namespace);
+        crate::wait::until(
+            Duration::from_secs(60),
+            "the namespaced ServiceAccount may list AppReleases in its namespace",
+            || async { releases.list(&ListParams::default().limit(1)).await.is_ok() },
+        )
+        .await?;
+        cluster.operator_kubeconfig = kubeconfig;
+        Ok(())
+    }
+
+    /// Every request of `user` the audit log recorded, anywhere, in the order answered.
+    pub fn requests_of(&self, user: &str) -> Vec<RequestRecord> {
+        let needle = format!("\"username\":\"{user}\"");
+        audit_requests(
+            &self.audit_log,
+            |line| line.contains(&needle),
+            |event| event["user"]["username"].as_str() == Some(user),
+        )
+    }
+
     /// The requests in `namespace` as the audit log recorded them, in the order they were
     /// answered, in the shape of the simulator's request log (a watch counts once, when it
     /// started).
