@@ -253,8 +253,9 @@ fn a_set_whose_every_component_failed_pruned_nothing() {
     assert!(world.status().incomplete_backups.is_empty());
 }
 
-#[test]
-fn a_rollback_restores_every_component_in_order_one_at_a_time() {
+/// Set 1 taken, then the verification failed: the rollback has scaled the targets to zero
+/// and no pod is left, so the restores come next.
+fn set_taken_then_verify_failed() -> World {
     let mut world = World::new(with_verify(with_set(release("2.0"))), cluster("1.0"));
     world.step();
     for c in COMPONENTS {
@@ -263,12 +264,13 @@ fn a_rollback_restores_every_component_in_order_one_at_a_time() {
     world.run(10);
     world.finish_job("verify", JobOutcome::Failed("smoke".into()), None);
     world.step();
-    world.settle_deployments();
+    world.let_the_pods_go();
     world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
+}
+
+#[test]
+fn a_rollback_restores_every_component_in_order_one_at_a_time() {
+    let mut world = set_taken_then_verify_failed();
     for c in COMPONENTS {
         let job = format!("meet-restore-1-{c}");
         assert_eq!(world.run(5), Some(job.clone()));
@@ -302,20 +304,7 @@ fn a_rollback_restores_every_component_in_order_one_at_a_time() {
 
 #[test]
 fn a_failed_component_restore_stops_there_and_names_it_and_the_backup() {
-    let mut world = World::new(with_verify(with_set(release("2.0"))), cluster("1.0"));
-    world.step();
-    for c in COMPONENTS {
-        succeed(&mut world, &format!("meet-backup-1-{c}"));
-    }
-    world.run(10);
-    world.finish_job("verify", JobOutcome::Failed("smoke".into()), None);
-    world.step();
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
+    let mut world = set_taken_then_verify_failed();
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-1-db"));
     world.finish_job("meet-restore-1-db", JobOutcome::Succeeded, None);
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-1-cache"));
@@ -343,20 +332,7 @@ fn a_failed_component_restore_stops_there_and_names_it_and_the_backup() {
 
 #[test]
 fn a_restored_component_is_not_restored_again_after_its_job_vanishes() {
-    let mut world = World::new(with_verify(with_set(release("2.0"))), cluster("1.0"));
-    world.step();
-    for c in COMPONENTS {
-        succeed(&mut world, &format!("meet-backup-1-{c}"));
-    }
-    world.run(10);
-    world.finish_job("verify", JobOutcome::Failed("smoke".into()), None);
-    world.step();
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
+    let mut world = set_taken_then_verify_failed();
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-1-db"));
     world.finish_job("meet-restore-1-db", JobOutcome::Succeeded, None);
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-1-cache"));

@@ -626,12 +626,17 @@ impl World {
             self.status().upgrade.as_ref().map(|u| u.step),
             Some(Step::ScalingDown)
         );
+        self.let_the_pods_go();
+        assert_eq!(self.run(5).as_deref(), Some("meet-restore-1"));
+    }
+
+    /// The targets' controllers catch up with a scale to zero: no pod of any target is left.
+    pub fn let_the_pods_go(&mut self) {
         self.settle_deployments();
         self.cluster
             .deployments
             .values_mut()
             .for_each(|d| d.status_replicas = 0);
-        assert_eq!(self.run(5).as_deref(), Some("meet-restore-1"));
     }
 
     /// The replica counts of backend and frontend.

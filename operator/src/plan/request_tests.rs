@@ -293,12 +293,7 @@ fn a_restore_checks_scales_down_restores_in_order_and_brings_back_the_backups_im
     world.finish_job("meet-check-2-uploads", JobOutcome::Succeeded, None);
     world.step();
     assert_eq!(world.cluster.deployments["backend"].replicas, 0);
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
+    world.let_the_pods_go();
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-2-db"));
     world.finish_job("meet-restore-2-db", JobOutcome::Succeeded, None);
     assert_eq!(world.run(5).as_deref(), Some("meet-restore-2-uploads"));

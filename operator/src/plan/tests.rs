@@ -706,12 +706,7 @@ fn failed_restore_leaves_targets_at_zero_and_names_the_backup() {
     world.run(20);
     world.finish_job("verify", JobOutcome::Failed("bad".into()), None);
     world.step();
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
+    world.let_the_pods_go();
     world.run(5);
     world.finish_job(
         "restore",
@@ -1233,12 +1228,7 @@ fn keep_last_one_still_keeps_the_backup_the_last_upgrade_used() {
     world.run(20);
     world.finish_job("verify", JobOutcome::Failed("smoke".into()), None);
     world.step();
-    world.settle_deployments();
-    world
-        .cluster
-        .deployments
-        .values_mut()
-        .for_each(|d| d.status_replicas = 0);
+    world.let_the_pods_go();
     world.run(5);
     world.finish_job("restore", JobOutcome::Succeeded, None);
     assert_eq!(world.run(10), None);
