@@ -22,3 +22,4 @@ pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod shutdown;

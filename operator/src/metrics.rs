@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -57,6 +58,8 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabels, Counter>,
     /// Webhook delivery attempts, by result.
     pub notification_attempts: Family<AttemptLabels, Counter>,
+    /// 1 while this replica runs the controller, 0 while it stands by.
+    pub leader: Gauge,
     registry: Registry,
 }
 
@@ -69,6 +72,7 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let notifications = Family::<NotificationLabels, Counter>::default();
         let notification_attempts = Family::<AttemptLabels, Counter>::default();
+        let leader = Gauge::default();
         registry.register(
             "reconciliations",
             "Reconciliations of AppReleases, by result",
@@ -99,6 +103,11 @@ impl Default for Metrics {
             "Webhook delivery attempts, by result (ok, or why it failed)",
             notification_attempts.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and reconciles (always 1 without leader election), 0 while it stands by",
+            leader.clone(),
+        );
         Self {
             reconciliations,
             errors,
@@ -106,6 +115,7 @@ impl Default for Metrics {
             duration,
             notifications,
             notification_attempts,
+            leader,
             registry,
         }
     }
@@ -144,5 +154,9 @@ mod tests {
         ));
         assert!(text.contains("apprelease_reconciliations_total{result=\"ok\"} 1"));
         assert!(text.contains("apprelease_reconcile_errors_total{error=\"write_status\"} 1"));
+        assert!(text.contains("# HELP apprelease_leader 1 while this replica holds the Lease"));
+        assert!(text.contains("# TYPE apprelease_leader gauge\napprelease_leader 0\n"));
+        metrics.leader.set(1);
+        assert!(metrics.encode().contains("\napprelease_leader 1\n"));
     }
 }
