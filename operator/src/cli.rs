@@ -207,8 +207,8 @@ impl Replica {
             let standby = self.standby.clone();
             let acquired = tokio::select! {
                 sent = elector.acquire(|_| standby.store(true, Ordering::Relaxed)) => sent,
-                // A standby has nothing to hand over.
-                () = self.shutdown.requested() => return,
+                // Nothing to drain; the release below only matters if a take was under way.
+                () = self.shutdown.requested() => break,
             };
             self.standby.store(false, Ordering::Relaxed);
             self.metrics.leader.set(1);
@@ -221,21 +221,18 @@ impl Replica {
             self.metrics.leader.set(0);
             self.ready.store(false, Ordering::Relaxed);
             match term {
-                Term::Drained => {
-                    match tokio::time::timeout(RELEASE_LIMIT, elector.release()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => {
-                            warn!(%error, "releasing the Lease; it expires by itself")
-                        }
-                        Err(_) => {
-                            warn!(limit = ?RELEASE_LIMIT, "releasing the Lease timed out; it expires by itself")
-                        }
-                    }
-                    return;
-                }
+                Term::Drained => break,
                 Term::Lost(lost) => {
                     warn!(%lost, "lost the Lease: stopped reconciling, standing by");
                 }
+            }
+        }
+        // Only if this replica holds it (`release` reads it first).
+        match tokio::time::timeout(RELEASE_LIMIT, elector.release()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => warn!(%error, "releasing the Lease; it expires by itself"),
+            Err(_) => {
+                warn!(limit = ?RELEASE_LIMIT, "releasing the Lease timed out; it expires by itself")
             }
         }
     }
