@@ -86,6 +86,8 @@ impl Demo {
                 NAMESPACE,
                 "--metrics-addr",
                 "127.0.0.1:0",
+                // One replica: no Lease to elect a leader with.
+                "--leader-election=false",
                 "--kubeconfig",
             ])
             .arg(&kubeconfig)

@@ -28,6 +28,7 @@ use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{Census, ErrorLabels, Metrics, ResultLabels};
 use crate::notify::Notifier;
 use crate::plan::{self, Note, NoteType};
+use crate::shutdown::Shutdown;
 
 /// An AppRelease as read from the API: malformed ones (possible where the server did not
 /// enforce the schema) still reach `reconcile`, which reports them instead of the watch
@@ -67,12 +68,17 @@ pub struct Context {
     pub notifier: Notifier,
 }
 
-/// Runs the controller until SIGTERM or SIGINT; `on_ready` is called once the AppRelease
-/// cache is filled.
+/// Runs the controller until `shutdown` is requested and the reconciles in flight have
+/// finished (kube-runtime's graceful shutdown: no new reconciles start, the watches end, the
+/// running ones complete, then the stream ends), then gives queued webhook messages a moment;
+/// `on_ready` is called once the AppRelease cache is filled. Dropping the future instead
+/// stops at once: kube-runtime runs each reconcile as a task that is aborted with its handle
+/// (`CancelableJoinHandle`), at its next await.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
     on_ready: impl FnOnce() + Send + 'static,
 ) {
     let releases: Api<Guarded> = scoped(&client, &settings.namespace);
@@ -103,7 +109,8 @@ pub async fn run(
         })
         .applied_objects();
     let controller = Controller::for_stream(triggers, store.clone());
-    metrics.count_releases({
+    // Until this returns or is dropped: a term of leadership.
+    let _counting = metrics.count_releases({
         let store = store.clone();
         move || Census::of(store.state().iter().filter_map(|g| g.0.as_ref().ok()))
     });
@@ -126,8 +133,8 @@ pub async fn run(
     // Requests naming no existing AppRelease are told so by a controller of their own: the
     // release's controller never runs for a release that does not exist.
     let orphans = futures::future::join(
-        orphan_watch::<AppReleaseBackup>(context.clone(), &settings.namespace),
-        orphan_watch::<AppReleaseRestore>(context.clone(), &settings.namespace),
+        orphan_watch::<AppReleaseBackup>(context.clone(), &settings.namespace, &shutdown),
+        orphan_watch::<AppReleaseRestore>(context.clone(), &settings.namespace, &shutdown),
     );
     let releases_controller = controller
         // By label, not `owns`: a data Job runs without an owner reference (see jobs::build).
@@ -155,7 +162,7 @@ pub async fn run(
             |r: AppReleaseRestore| named_release(&r, &r.spec.release),
         )
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.requested())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             // Errors of the watches themselves (RBAC, connectivity) surface here; without this
@@ -201,7 +208,7 @@ fn job_release(job: Job) -> Option<ObjectRef<Guarded>> {
 
 /// Watches the requests of kind `K` and says, on those whose AppRelease does not exist, that
 /// they wait for it; the rest are the release controller's.
-async fn orphan_watch<K>(ctx: Arc<Context>, namespace: &Option<String>)
+async fn orphan_watch<K>(ctx: Arc<Context>, namespace: &Option<String>, shutdown: &Shutdown)
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + ReleaseRequest
@@ -214,7 +221,7 @@ where
 {
     let api: Api<K> = scoped(&ctx.client, namespace);
     Controller::new(api, watcher::Config::default())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.requested())
         .run(
             reconcile_orphan::<K>,
             |_, error, _| {

@@ -1,5 +1,6 @@
-//! The operator's HTTP endpoints: `/metrics`, `/healthz` (the process serves) and `/readyz`
-//! (the AppRelease cache is filled, so reconciles see every object).
+//! The operator's HTTP endpoints: `/metrics`, `/healthz` (the process serves) and `/readyz`:
+//! ready while standing by for the Lease (a standby is healthy, and ready to take over), or
+//! while leading once the AppRelease cache is filled, so reconciles see every object.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// Set once the controller's cache is ready.
     pub ready: Arc<AtomicBool>,
+    /// Set while another replica holds the Lease.
+    pub standby: Arc<AtomicBool>,
 }
 
 /// The router, apart from the listener so that tests can call it.
@@ -48,7 +51,9 @@ async fn metrics(State(health): State<Health>) -> ([(&'static str, &'static str)
 }
 
 async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.ready.load(Ordering::Relaxed) {
+    if health.standby.load(Ordering::Relaxed) {
+        (StatusCode::OK, "standing by")
+    } else if health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "cache not ready")

@@ -7,7 +7,8 @@
 //! - [`jobs`]: pure builders of the Jobs an upgrade runs;
 //! - [`k8s`]: reads snapshots from caches and carries decisions out against the API;
 //! - [`notify`]: upgrade milestones to a webhook, delivered in the background;
-//! - [`controller`]: the kube-runtime wiring.
+//! - [`controller`]: the kube-runtime wiring;
+//! - [`leader`]: leader election on a Lease, so that of several replicas one writes.
 
 pub mod api;
 pub mod backoff;
@@ -17,6 +18,8 @@ pub mod crd;
 pub mod http;
 pub mod jobs;
 pub mod k8s;
+pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod shutdown;

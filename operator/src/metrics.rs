@@ -2,14 +2,14 @@
 //! with what each is for.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -123,6 +123,8 @@ pub struct Metrics {
     /// Backups (single or sets) that ended, by result.
     pub backups: Family<ResultLabels, Counter>,
     census: Arc<CensusCollector>,
+    /// 1 while this replica runs the controller, 0 while it stands by.
+    pub leader: Gauge,
     registry: Registry,
 }
 
@@ -147,6 +149,7 @@ impl Default for Metrics {
             drop(backups.get_or_create(&ResultLabels { result }));
         }
         let census = Arc::new(CensusCollector::default());
+        let leader = Gauge::default();
         registry.register(
             "reconciliations",
             "Reconciliations of AppReleases, by result",
@@ -192,6 +195,11 @@ impl Default for Metrics {
             "Backups that ended (a backup set counts once), by result",
             backups.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and reconciles (always 1 without leader election), 0 while it stands by",
+            leader.clone(),
+        );
         registry.register_collector(Box::new(census.clone()));
         Self {
             reconciliations,
@@ -204,6 +212,7 @@ impl Default for Metrics {
             steps,
             backups,
             census,
+            leader,
             registry,
         }
     }
@@ -245,9 +254,25 @@ impl Metrics {
     }
 
     /// Where the gauges of AppReleases come from: called at each scrape with what the
-    /// controller's cache holds. Set once; a second source is ignored.
-    pub fn count_releases(&self, source: impl Fn() -> Census + Send + Sync + 'static) {
-        let _ = self.census.source.set(Box::new(source));
+    /// controller's cache holds, until the returned guard is dropped. A replica leads in
+    /// terms, each with a cache of its own; between them, and on a standby, there is no
+    /// cache kept up to date, so the gauges are absent rather than stale.
+    pub fn count_releases(
+        &self,
+        source: impl Fn() -> Census + Send + Sync + 'static,
+    ) -> CountingReleases {
+        *self.census.lock() = Some(Box::new(source));
+        CountingReleases(self.census.clone())
+    }
+}
+
+/// Keeps [`Metrics::count_releases`]'s source in place while it lives.
+#[must_use = "the gauges are gone when this is dropped"]
+pub struct CountingReleases(Arc<CensusCollector>);
+
+impl Drop for CountingReleases {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
     }
 }
 
@@ -334,13 +359,20 @@ type CensusSource = Box<dyn Fn() -> Census + Send + Sync>;
 /// The gauges of AppReleases, computed from the census at each scrape.
 #[derive(Default)]
 struct CensusCollector {
-    source: OnceLock<CensusSource>,
+    source: Mutex<Option<CensusSource>>,
+}
+
+impl CensusCollector {
+    /// A panic while counting leaves nothing half-written: the source is only replaced.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<CensusSource>> {
+        self.source.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for CensusCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CensusCollector")
-            .field("source", &self.source.get().is_some())
+            .field("source", &self.lock().is_some())
             .finish()
     }
 }
@@ -348,10 +380,9 @@ impl std::fmt::Debug for CensusCollector {
 impl Collector for CensusCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Before the controller's cache exists there is nothing to count.
-        let Some(source) = self.source.get() else {
+        let Some(census) = self.lock().as_ref().map(|source| source()) else {
             return Ok(());
         };
-        let census = source();
         let mut family = encoder.encode_descriptor(
             "in_flight",
             "AppReleases with an operation in flight (status.upgrade set), by kind: upgrade, or an on-demand backup or restore",
@@ -423,6 +454,10 @@ mod tests {
         assert!(text.contains("apprelease_reconciliations_total{result=\"error\"} 0"));
         assert!(text.contains("apprelease_reconcile_errors_total{error=\"write_status\"} 1"));
         assert!(text.contains("apprelease_backups_total{result=\"succeeded\"} 0"));
+        assert!(text.contains("# HELP apprelease_leader 1 while this replica holds the Lease"));
+        assert!(text.contains("# TYPE apprelease_leader gauge\napprelease_leader 0\n"));
+        metrics.leader.set(1);
+        assert!(metrics.encode().contains("\napprelease_leader 1\n"));
     }
 
     #[test]
@@ -537,7 +572,7 @@ mod tests {
             !metrics.encode().contains("apprelease_in_flight"),
             "no cache yet"
         );
-        metrics.count_releases(move || Census::of(&releases));
+        let counting = metrics.count_releases(move || Census::of(&releases));
         let text = metrics.encode();
         for line in [
             "# HELP apprelease_in_flight AppReleases with an operation in flight",
@@ -548,5 +583,10 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }
+        drop(counting);
+        assert!(
+            !metrics.encode().contains("apprelease_in_flight"),
+            "a term over, its cache is gone"
+        );
     }
 }

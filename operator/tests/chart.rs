@@ -122,10 +122,13 @@ fn take_labels(chart: &mut Value, kustomize: &mut Value, what: &str) {
 ///
 /// - labels: the chart adds Helm's standard labels (and its CRDs, from crds/, are not
 ///   templated, so they carry none); every label of the base is on the chart's objects;
-/// - selectors (Deployment, Service) also match `app.kubernetes.io/instance`, so that two
+/// - selectors (Deployment, Service, PodDisruptionBudget) also match `app.kubernetes.io/instance`, so that two
 ///   releases of the chart never select each other's pods;
+/// - so does the pod anti-affinity's selector;
 /// - the chart sets `imagePullPolicy` (a value; IfNotPresent, the API server's default for a
-///   tagged image).
+///   tagged image);
+/// - it gives the operator `--lease-name=<release>`, so that two releases in one namespace
+///   never share a Lease (the base's is the default name, `apprelease-operator`).
 ///
 /// The Namespace object is the base's only (Helm's way is `--create-namespace`); the caller
 /// checks that.
@@ -155,9 +158,30 @@ fn normalize(chart: &mut Value, kustomize: &mut Value) {
                 &mut kustomize["spec"]["template"]["metadata"]["labels"],
                 &format!("{what} pod template"),
             );
-            let container = &mut chart["spec"]["template"]["spec"]["containers"][0];
+            let pod = &mut chart["spec"]["template"]["spec"];
+            let term = &mut pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+                [0]["podAffinityTerm"];
+            let selector = term["labelSelector"]["matchLabels"]
+                .as_object_mut()
+                .unwrap();
+            assert_eq!(selector[instance], "apprelease-operator");
+            selector.remove(instance);
+            let container = &mut pod["containers"][0];
             assert_eq!(container["imagePullPolicy"], "IfNotPresent");
             container.as_object_mut().unwrap().remove("imagePullPolicy");
+            let args = container["args"].as_array_mut().unwrap();
+            let lease = args
+                .iter()
+                .position(|a| a == "--lease-name=apprelease-operator")
+                .expect("the chart names the release's Lease");
+            args.remove(lease);
+        }
+        Some("PodDisruptionBudget") => {
+            let selector = chart["spec"]["selector"]["matchLabels"]
+                .as_object_mut()
+                .unwrap();
+            assert_eq!(selector[instance], "apprelease-operator");
+            selector.remove(instance);
         }
         Some("Service") => {
             let selector = chart["spec"]["selector"].as_object_mut().unwrap();
@@ -222,7 +246,7 @@ fn helm_lint_passes() {
     for values in [
         vec![],
         vec!["watchNamespace=apps"],
-        vec!["replicas=2", "serviceMonitor.enabled=true"],
+        vec!["replicas=1", "serviceMonitor.enabled=true"],
     ] {
         let mut args = vec!["lint", "--strict", CHART];
         for value in &values {
@@ -287,13 +311,17 @@ fn helm_template_with_a_watch_namespace_renders_a_role_there() {
 #[test]
 fn a_pdb_only_with_more_than_one_replica_and_a_service_monitor_on_request() {
     let has = |docs: &[Value], kind: &str| docs.iter().any(|d| d["kind"] == kind);
-    let default = template(&[]);
-    assert!(!has(&default, "PodDisruptionBudget") && !has(&default, "ServiceMonitor"));
-    let two = template(&["replicas=2", "serviceMonitor.enabled=true"]);
+    let one = template(&["replicas=1"]);
+    assert!(
+        !has(&one, "PodDisruptionBudget"),
+        "a PDB would block every drain"
+    );
+    assert!(!has(&template(&[]), "ServiceMonitor"));
+    let two = template(&["serviceMonitor.enabled=true"]);
     let pdb = two
         .iter()
         .find(|d| d["kind"] == "PodDisruptionBudget")
-        .expect("a PDB with 2 replicas");
+        .expect("a PDB with the default 2 replicas");
     let deployment = two.iter().find(|d| d["kind"] == "Deployment").unwrap();
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(pdb["spec"]["minAvailable"], 1);

@@ -58,7 +58,7 @@ fn exposed() -> BTreeMap<String, BTreeSet<String>> {
         .notification_attempts
         .get_or_create(&AttemptLabels { result: "connect" })
         .inc();
-    metrics.count_releases(|| Census {
+    let _counting = metrics.count_releases(|| Census {
         in_flight: [("upgrade", 1)].into(),
         ready: [(("False", "RollbackFailed".to_string()), 1)].into(),
         stalled: vec![(
@@ -273,7 +273,8 @@ fn the_alerts_use_only_the_operators_metrics() {
             "AppReleaseUpgradeFailed",
             "AppReleaseRollbackFailed",
             "AppReleaseStalled",
-            "AppReleaseReconcileErrors"
+            "AppReleaseReconcileErrors",
+            "AppReleaseNoLeader"
         ]
     );
 }

@@ -67,11 +67,26 @@ fn kustomize(dir: &str) -> Vec<Value> {
 fn namespaced_overlay_grants_the_same_rules_in_one_namespace() {
     let base = kustomize("manifests");
     let docs = kustomize("overlays/namespaced");
-    let find = |docs: &[Value], kind: &str| docs.iter().find(|d| d["kind"] == kind).cloned();
+    let named = |docs: &[Value], kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+    };
+    let find = |docs: &[Value], kind: &str| named(docs, kind, "apprelease-operator");
     assert!(find(&docs, "ClusterRole").is_none() && find(&docs, "ClusterRoleBinding").is_none());
     let role = find(&docs, "Role").expect("a Role");
     assert_eq!(role["metadata"]["namespace"], "apps");
     assert_eq!(role["rules"], find(&base, "ClusterRole").unwrap()["rules"]);
+    // The Lease stays in the operator's own namespace, as in the base.
+    let lease_role = named(&docs, "Role", "apprelease-operator-leader-election");
+    assert_eq!(
+        lease_role,
+        named(&base, "Role", "apprelease-operator-leader-election")
+    );
+    assert_eq!(
+        lease_role.expect("the Lease's Role")["metadata"]["namespace"],
+        "apprelease-system"
+    );
     let binding = find(&docs, "RoleBinding").expect("a RoleBinding");
     assert_eq!(binding["metadata"]["namespace"], "apps");
     assert_eq!(binding["roleRef"]["kind"], "Role");
@@ -101,7 +116,10 @@ fn kustomize_base_renders_the_operator() {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -186,5 +204,93 @@ fn kustomize_base_renders_the_operator() {
     assert!(
         !allows("secrets", "list") && !allows("secrets", "watch"),
         "a webhook's Secret is read by name; the operator never lists Secrets"
+    );
+    assert!(
+        !allows("leases", "get") && !allows("leases", "update"),
+        "Leases only in the operator's namespace, by the Role"
+    );
+}
+
+/// Two replicas, one writer: the Lease permissions in the operator's namespace only, the
+/// replica's identity from the downward API, replicas spread over nodes, one always left by
+/// a drain, and a grace period that covers the graceful shutdown.
+#[test]
+fn kustomize_base_runs_two_replicas_that_elect_a_leader() {
+    let output = Command::new("kubectl")
+        .args(["kustomize", &repo("manifests")])
+        .output()
+        .expect("kubectl is installed");
+    assert!(output.status.success());
+    let docs = documents(&String::from_utf8(output.stdout).unwrap());
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
+
+    let [role] = of_kind("Role")[..] else {
+        panic!("one Role")
+    };
+    assert_eq!(role["metadata"]["namespace"], "apprelease-system");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                            "verbs": ["get", "create", "update"]}])
+    );
+    let [binding] = of_kind("RoleBinding")[..] else {
+        panic!("one RoleBinding")
+    };
+    assert_eq!(binding["metadata"]["namespace"], "apprelease-system");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "apprelease-operator",
+                            "namespace": "apprelease-system"}])
+    );
+
+    let [deployment] = of_kind("Deployment")[..] else {
+        panic!("one Deployment")
+    };
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_ne!(
+        spec["strategy"]["type"], "Recreate",
+        "a rolling update keeps a replica"
+    );
+    let pod = &spec["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"),
+        "the identity in the Lease is the pod's name: {env:?}"
+    );
+    assert!(
+        !container["args"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .is_some_and(|a| a.starts_with("--leader-election"))),
+        "leader election is on by default"
+    );
+    let labels = &spec["template"]["metadata"]["labels"];
+    let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        anti["labelSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        labels["app.kubernetes.io/name"]
+    );
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let shutdown = apprelease_operator::cli::DRAIN_LIMIT + apprelease_operator::cli::RELEASE_LIMIT;
+    assert!(
+        grace > shutdown.as_secs(),
+        "terminationGracePeriodSeconds {grace} must cover the drain and the release ({shutdown:?})"
+    );
+
+    let [budget] = of_kind("PodDisruptionBudget")[..] else {
+        panic!("one PodDisruptionBudget")
+    };
+    assert_eq!(budget["apiVersion"], "policy/v1");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        labels["app.kubernetes.io/name"]
     );
 }

@@ -295,6 +295,15 @@ fn make_builtins() -> Vec<ResourceType> {
             "clusterrolebindings",
             false,
         ),
+        // Stored so the operator's manifests apply (nothing evicts pods here).
+        ResourceType::builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+        )
+        .short(&["pdb"]),
         ResourceType::builtin("coordination.k8s.io", "v1", "Lease", "leases", true)
             .cols(&[("Holder", "string", ".spec.holderIdentity"), AGE]),
         ResourceType::builtin("events.k8s.io", "v1", "Event", "events", true)

@@ -162,7 +162,14 @@ impl Cluster {
         if cluster.testbed.is_none() {
             cluster.install_crd().await?;
         }
-        cluster.create_namespace().await?;
+        cluster.create_namespace(&cluster.namespace).await?;
+        // The operator's namespace, for its Lease: the control plane has it from the
+        // manifests too.
+        if cluster.is_simulated() {
+            cluster
+                .create_namespace(testbed::OPERATOR_NAMESPACE)
+                .await?;
+        }
         Ok(cluster)
     }
 
@@ -330,13 +337,13 @@ impl Cluster {
         .await
     }
 
-    /// The scenario's namespace, enforcing Pod Security `restricted`: on a real server every
-    /// pod of the scenario — the operator's Jobs included — must pass that admission.
-    async fn create_namespace(&self) -> anyhow::Result<()> {
+    /// A namespace (the scenario's), enforcing Pod Security `restricted`: on a real server
+    /// every pod of the scenario — the operator's Jobs included — must pass that admission.
+    async fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let namespace = Namespace {
             metadata: kube::api::ObjectMeta {
-                name: Some(self.namespace.clone()),
+                name: Some(name.to_string()),
                 labels: Some(
                     [(
                         "pod-security.kubernetes.io/enforce".to_string(),
@@ -352,6 +359,16 @@ impl Cluster {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(e) => Err(e).context("creating the namespace"),
+        }
+    }
+
+    /// Where the scenario's operator keeps its Lease: the operator's namespace, where the
+    /// shipped Role lets it (on the simulator too, as the operator defaults to it outside a
+    /// cluster); on a cluster given by kubeconfig the scenario's own namespace, which exists.
+    pub fn lease_namespace(&self) -> String {
+        match self.backend {
+            Backend::Kubeconfig(_) => self.namespace.clone(),
+            Backend::Simulator | Backend::ControlPlane => testbed::OPERATOR_NAMESPACE.to_string(),
         }
     }
 

@@ -7,6 +7,7 @@ use apprelease_operator::api::{AppRelease, AppReleaseStatus};
 use apprelease_sim::requests::RequestRecord;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -43,6 +44,20 @@ pub fn ready(status: &AppReleaseStatus) -> Option<(ConditionStatus, String)> {
 /// Whether the condition is True.
 pub fn is_true(status: &AppReleaseStatus, type_: &str) -> bool {
     condition(status, type_).is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+/// The spec of the scenario's Lease (leader election), if it exists yet.
+pub async fn lease(cluster: &Cluster) -> anyhow::Result<Option<LeaseSpec>> {
+    let api: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.lease_namespace());
+    let lease = api.get_opt(&crate::operator::lease_name(cluster)).await?;
+    Ok(lease.map(|l| l.spec.unwrap_or_default()))
+}
+
+/// Who holds the scenario's Lease ("" when released, None before it exists).
+pub async fn lease_holder(cluster: &Cluster) -> anyhow::Result<Option<String>> {
+    Ok(lease(cluster)
+        .await?
+        .map(|spec| spec.holder_identity.unwrap_or_default()))
 }
 
 /// The image of one container of a Deployment.
@@ -191,12 +206,13 @@ pub async fn each_job_ran_once(cluster: &Cluster) -> anyhow::Result<usize> {
     Ok(list.items.len())
 }
 
-/// Every (verb, API group, resource) the operator requested that the shipped ClusterRole
-/// (`manifests/rbac.yaml`) does not allow — empty when the manifests grant what the operator
-/// needs. On the simulated cluster, its request log is checked against the rules of the file;
-/// on the real control plane the server enforced them, and this is what it refused (403) in
-/// the namespace. A cluster given by kubeconfig has neither (the operator runs as that
-/// kubeconfig's user): it says so and checks nothing.
+/// Every (verb, API group, resource) the operator requested that the shipped RBAC
+/// (`manifests/rbac.yaml`: the ClusterRole, and in the operator's namespace the leader
+/// election Role) does not allow — empty when the manifests grant what the operator needs.
+/// On the simulated cluster, its request log is checked against the rules of the file; on the
+/// real control plane the server enforced them, and this is what it refused (403) in the
+/// scenario's namespace and in the operator's. A cluster given by kubeconfig has neither (the
+/// operator runs as that kubeconfig's user): it says so and checks nothing.
 pub fn operator_requests_outside_rbac(
     cluster: &Cluster,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
@@ -207,9 +223,11 @@ pub fn operator_requests_outside_rbac(
                 .any(|r| r.user_agent.contains("apprelease-operator")),
             "the audit log holds no request of the operator"
         );
+        let user = crate::testbed::OPERATOR_USER;
         let mut refused: Vec<_> = testbed
-            .forbidden(crate::testbed::OPERATOR_USER, Some(&cluster.namespace))
+            .forbidden(user, Some(&cluster.namespace))
             .into_iter()
+            .chain(testbed.forbidden(user, Some(crate::testbed::OPERATOR_NAMESPACE)))
             .map(|(verb, resource, _, _)| {
                 let (group, resource) = resource.split_once('/').unwrap_or(("", &resource));
                 (verb, group.to_string(), resource.to_string())
@@ -226,11 +244,14 @@ pub fn operator_requests_outside_rbac(
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/rbac.yaml");
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&std::fs::read_to_string(path)?)?;
-    let role = docs
-        .iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .ok_or_else(|| anyhow::anyhow!("no ClusterRole"))?;
-    let rules = role["rules"].as_array().cloned().unwrap_or_default();
+    let rules_of = |kind: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .ok_or_else(|| anyhow::anyhow!("no {kind}"))?;
+        Ok(role["rules"].as_array().cloned().unwrap_or_default())
+    };
+    let (cluster_rules, own_namespace_rules) = (rules_of("ClusterRole")?, rules_of("Role")?);
     let has = |list: &serde_json::Value, item: &str| {
         list.as_array()
             .is_some_and(|l| l.iter().any(|v| v == item || v == "*"))
@@ -248,11 +269,17 @@ pub fn operator_requests_outside_rbac(
     let mut outside: Vec<(String, String, String)> = made
         .into_iter()
         .filter(|r| {
-            !rules.iter().any(|rule| {
-                has(&rule["apiGroups"], &r.group)
-                    && has(&rule["resources"], &r.resource)
-                    && has(&rule["verbs"], &r.verb)
-            })
+            // kustomize puts the Role in the operator's namespace.
+            let role =
+                (r.namespace == crate::testbed::OPERATOR_NAMESPACE).then_some(&own_namespace_rules);
+            !cluster_rules
+                .iter()
+                .chain(role.into_iter().flatten())
+                .any(|rule| {
+                    has(&rule["apiGroups"], &r.group)
+                        && has(&rule["resources"], &r.resource)
+                        && has(&rule["verbs"], &r.verb)
+                })
         })
         .map(|r| (r.verb, r.group, r.resource))
         .collect();

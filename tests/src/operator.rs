@@ -1,10 +1,14 @@
-//! The real operator binary, run as a separate process against the scenario's cluster.
+//! The real operator binary, run as a separate process against the scenario's cluster, with
+//! leader election on as it ships: each scenario has a Lease of its own (`lease_name`), and
+//! each process an identity, as the pod name gives one in a cluster. A restarted process
+//! keeps its identity (a container restarted in the same pod), so it takes its own Lease back
+//! at once; two processes with different identities are two replicas.
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,7 +19,9 @@ use crate::Cluster;
 
 /// A running `apprelease-operator run`, killed (SIGKILL) when dropped.
 pub struct Operator {
-    child: Child,
+    /// None once killed or terminated, until restarted.
+    child: Option<Child>,
+    identity: String,
     log: PathBuf,
     args: Vec<String>,
     log_filter: String,
@@ -31,15 +37,32 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// `RUST_LOG` instead of the default `info,kube=warn`.
     pub log_filter: Option<String>,
+    /// Its name in the Lease instead of [`FIRST`]: another replica.
+    pub identity: Option<String>,
 }
+
+/// The identity of the operator a scenario starts first.
+pub const FIRST: &str = "operator-a";
 
 /// What the operator logs once its HTTP server listens; the line ends with `addr=IP:PORT`.
 const SERVING: &str = "serving /metrics, /healthz and /readyz";
 
 impl Operator {
-    /// Starts the operator watching the scenario's namespace.
+    /// Starts the operator watching the scenario's namespace, as [`FIRST`].
     pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
         Self::start_with(cluster, Options::default())
+    }
+
+    /// Starts another replica of the scenario's operator: the same Lease, this identity.
+    pub fn start_as(cluster: &Cluster, identity: &str) -> anyhow::Result<Self> {
+        let identity = Some(identity.to_string());
+        Self::start_with(
+            cluster,
+            Options {
+                identity,
+                ..Options::default()
+            },
+        )
     }
 
     /// [`Operator::start`], run as `options` say.
@@ -47,6 +70,7 @@ impl Operator {
         let kubeconfig = options
             .kubeconfig
             .unwrap_or_else(|| cluster.operator_kubeconfig.clone());
+        let identity = options.identity.unwrap_or_else(|| FIRST.to_string());
         let args = vec![
             "run".to_string(),
             "--namespace".into(),
@@ -55,15 +79,24 @@ impl Operator {
             kubeconfig.display().to_string(),
             "--metrics-addr".into(),
             "127.0.0.1:0".into(),
+            "--lease-name".into(),
+            lease_name(cluster),
+            "--lease-namespace".into(),
+            cluster.lease_namespace(),
         ];
         let log_filter = options
             .log_filter
             .unwrap_or_else(|| "info,kube=warn".into());
-        let log = cluster.dir.join("operator.log");
+        let log = if identity == FIRST {
+            cluster.dir.join("operator.log")
+        } else {
+            cluster.dir.join(format!("{identity}.log"))
+        };
         let log_start = log_len(&log);
-        let child = spawn(&args, &log_filter, &log)?;
+        let child = spawn(&args, &identity, &log_filter, &log)?;
         Ok(Self {
-            child,
+            child: Some(child),
+            identity: identity.to_string(),
             log,
             args,
             log_filter,
@@ -72,15 +105,67 @@ impl Operator {
         })
     }
 
+    /// This replica's name in the Lease.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
     /// Kills the process at once, as a crash or an eviction would (SIGKILL), and starts it
     /// again.
     pub fn crash_and_restart(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
+        self.kill()?;
+        self.restart()
+    }
+
+    /// Kills the process at once (SIGKILL) and leaves it dead until [`Operator::restart`].
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the process again (after [`Operator::kill`] or [`Operator::terminate`]), with
+    /// the same identity.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "{} is still running", self.identity);
         self.starts += 1;
         self.log_start = log_len(&self.log);
-        self.child = spawn(&self.args, &self.log_filter, &self.log)?;
+        self.child = Some(spawn(
+            &self.args,
+            &self.identity,
+            &self.log_filter,
+            &self.log,
+        )?);
         Ok(())
+    }
+
+    /// Sends SIGTERM, as the kubelet does when it stops a pod, and waits up to `limit` for
+    /// the process to exit; returns how it exited and how long that took.
+    pub async fn terminate(&mut self, limit: Duration) -> anyhow::Result<(ExitStatus, Duration)> {
+        let mut child = self.child.take().context("not running")?;
+        let sent = Instant::now();
+        let pid = libc::pid_t::try_from(child.id())?;
+        // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } == -1 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, sent.elapsed()));
+            }
+            if sent.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!(
+                    "{} did not exit within {limit:?} of SIGTERM\n{}",
+                    self.identity,
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The address the current process serves `/metrics`, `/healthz` and `/readyz` on. It
@@ -130,8 +215,7 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.kill();
         if std::thread::panicking() {
             eprintln!(
                 "--- operator log ({}) ---\n{}",
@@ -140,6 +224,12 @@ impl Drop for Operator {
             );
         }
     }
+}
+
+/// The scenario's Lease: one per namespace, since scenarios share the control plane's
+/// operator namespace.
+pub fn lease_name(cluster: &Cluster) -> String {
+    format!("apprelease-{}", cluster.namespace)
 }
 
 fn log_len(log: &Path) -> u64 {
@@ -177,7 +267,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((code, body.to_string()))
 }
 
-fn spawn(args: &[String], log_filter: &str, log: &Path) -> anyhow::Result<Child> {
+fn spawn(args: &[String], identity: &str, log_filter: &str, log: &Path) -> anyhow::Result<Child> {
     let out = File::options().create(true).append(true).open(log)?;
     let mut command = Command::new(binary()?);
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
@@ -194,6 +284,8 @@ fn spawn(args: &[String], log_filter: &str, log: &Path) -> anyhow::Result<Child>
     command
         .args(args)
         .env("RUST_LOG", log_filter)
+        // As the shipped Deployment sets it, from the downward API.
+        .env("POD_NAME", identity)
         .env("NO_COLOR", "1")
         .stdout(out.try_clone()?)
         .stderr(out)

@@ -12,8 +12,8 @@ use crate::{Cluster, Operator, inspect, testbed};
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
 /// A cluster, the app, and the operator. On the real control plane, a scenario that ends
-/// with any request of the operator refused (403) in its namespace fails when dropped: the
-/// shipped ClusterRole must allow everything the operator does.
+/// with any request of the operator refused (403) in its namespace (or, for its Lease, in the
+/// operator's) fails when dropped: the shipped RBAC must allow everything the operator does.
 pub struct Scenario {
     /// The cluster.
     pub cluster: Cluster,
@@ -123,14 +123,18 @@ impl Drop for Scenario {
             testbed::keep_files();
             return;
         }
-        let forbidden = testbed.forbidden(testbed::OPERATOR_USER, Some(&self.cluster.namespace));
+        let user = testbed::OPERATOR_USER;
+        let mut forbidden = testbed.forbidden(user, Some(&self.cluster.namespace));
+        // Its Lease, in the operator's namespace (shared by the test process's scenarios).
+        forbidden.extend(testbed.forbidden(user, Some(testbed::OPERATOR_NAMESPACE)));
         if !forbidden.is_empty() {
             testbed::keep_files();
             panic!(
-                "the API server refused {} request(s) of the operator (403) in {}: {forbidden:?}\n\
-                 the shipped ClusterRole (manifests/rbac.yaml) does not allow what it does",
+                "the API server refused {} request(s) of the operator (403) in {} or {}: \
+                 {forbidden:?}\nthe shipped RBAC (manifests/rbac.yaml) does not allow what it does",
                 forbidden.len(),
-                self.cluster.namespace
+                self.cluster.namespace,
+                testbed::OPERATOR_NAMESPACE
             );
         }
     }

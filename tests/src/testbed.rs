@@ -38,6 +38,8 @@ use crate::control_plane::{self, ControlPlane};
 pub const OPERATOR_NAMESPACE: &str = "apprelease-system";
 /// The operator's ServiceAccount (manifests/rbac.yaml).
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "apprelease-operator";
+/// The Role (and RoleBinding) of manifests/rbac.yaml for the replicas' Lease.
+const LEASE_ROLE: &str = "apprelease-operator-leader-election";
 /// The user the real server sees for the operator.
 pub const OPERATOR_USER: &str = "system:serviceaccount:apprelease-system:apprelease-operator";
 /// The ServiceAccount of an operator that watches one namespace with only the Role of
@@ -299,15 +301,21 @@ impl Testbed {
             .run_kubectl(&["kustomize", "overlays/namespaced"])
             .await?;
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&rendered)?;
-        let find = |kind: &str| {
+        let find = |kind: &str, name: &str| {
             docs.iter()
-                .find(|d| d["kind"] == kind)
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
                 .cloned()
-                .with_context(|| format!("no {kind} in overlays/namespaced"))
+                .with_context(|| format!("no {kind} {name} in overlays/namespaced"))
         };
-        let (mut role, mut binding) = (find("Role")?, find("RoleBinding")?);
+        let (mut role, mut binding) = (
+            find("Role", OPERATOR_SERVICE_ACCOUNT)?,
+            find("RoleBinding", OPERATOR_SERVICE_ACCOUNT)?,
+        );
+        // The Lease stays in the operator's own namespace, where the testbed installed the
+        // base's Role for it: bound to this ServiceAccount too.
+        let mut lease_binding = find("RoleBinding", LEASE_ROLE)?;
         let watched = role["metadata"]["namespace"].as_str().unwrap_or_default();
-        let deployment = find("Deployment")?;
+        let deployment = find("Deployment", OPERATOR_SERVICE_ACCOUNT)?;
         let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
         anyhow::ensure!(
             args.as_array()
@@ -319,11 +327,17 @@ impl Testbed {
         role["metadata"] = meta.clone();
         binding["metadata"] = meta;
         binding["roleRef"]["name"] = NAMESPACED_SERVICE_ACCOUNT.into();
-        binding["subjects"] = serde_json::json!([{
+        let subjects = serde_json::json!([{
             "kind": "ServiceAccount",
             "name": NAMESPACED_SERVICE_ACCOUNT,
             "namespace": OPERATOR_NAMESPACE,
         }]);
+        binding["subjects"] = subjects.clone();
+        lease_binding["metadata"] = serde_json::json!({
+            "name": format!("{NAMESPACED_SERVICE_ACCOUNT}-leader-election"),
+            "namespace": OPERATOR_NAMESPACE,
+        });
+        lease_binding["subjects"] = subjects;
         let admin = cluster.client.clone();
         let account: ServiceAccount = serde_json::from_value(serde_json::json!({
             "metadata": {"name": NAMESPACED_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
@@ -336,6 +350,12 @@ impl Testbed {
             .await?;
         Api::<RoleBinding>::namespaced(admin.clone(), &namespace)
             .create(&PostParams::default(), &serde_json::from_value(binding)?)
+            .await?;
+        Api::<RoleBinding>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(lease_binding)?,
+            )
             .await?;
         let token = service_account_token(&admin, NAMESPACED_SERVICE_ACCOUNT).await?;
         let kubeconfig = cluster.dir.join("namespaced-operator.kubeconfig");

@@ -2,7 +2,7 @@
 //! `testbed/build.sh --helm`) on a real control plane of its own: the CRDs from the chart's
 //! crds/ become established, the objects exist with Helm's labels, and an upgrade changes
 //! them — the log format, then one watched namespace instead of the whole cluster (a Role
-//! there; the ClusterRole removed).
+//! there; the ClusterRole removed). Two replicas by default: a PDB and the Lease's Role.
 //!
 //! Objects, not behaviour: nothing runs the operator's pod here (no kubelet; the image is not
 //! pulled), so its Deployment is checked as the API server stores it. What the operator does
@@ -17,6 +17,7 @@ use apprelease_e2e::control_plane::ControlPlane;
 use apprelease_e2e::helm::{self, Helm};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -110,7 +111,8 @@ async fn helm_installs_and_upgrades_the_chart_on_the_control_plane() -> anyhow::
             "--log-format",
             "json",
             "--metrics-addr",
-            "0.0.0.0:8080"
+            "0.0.0.0:8080",
+            "--lease-name=apprelease-operator"
         ]
     );
     let image = deployment
@@ -135,6 +137,21 @@ async fn helm_installs_and_upgrades_the_chart_on_the_control_plane() -> anyhow::
     let binding = cluster_bindings.get(RELEASE).await?;
     assert_helm_owns(&binding.metadata, "ClusterRoleBinding");
     assert_eq!(binding.subjects.unwrap_or_default()[0].name, RELEASE);
+    // Two replicas, one writer: the Lease's Role in the release's namespace, and a PDB.
+    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    let lease_role = Api::<Role>::namespaced(client.clone(), NAMESPACE)
+        .get("apprelease-operator-leader-election")
+        .await?;
+    assert_helm_owns(&lease_role.metadata, "the Lease's Role");
+    let lease_rule = &lease_role.rules.unwrap_or_default()[0];
+    assert_eq!(
+        lease_rule.resources.as_deref(),
+        Some(&["leases".to_string()][..])
+    );
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE)
+        .get(RELEASE)
+        .await?;
+    assert_helm_owns(&pdb.metadata, "PodDisruptionBudget");
 
     // An upgrade that changes one value: the Deployment follows.
     let t0 = Instant::now();
@@ -157,7 +174,8 @@ async fn helm_installs_and_upgrades_the_chart_on_the_control_plane() -> anyhow::
             "--log-format",
             "text",
             "--metrics-addr",
-            "0.0.0.0:8080"
+            "0.0.0.0:8080",
+            "--lease-name=apprelease-operator"
         ]
     );
     assert_eq!(deployment.metadata.generation, Some(2));

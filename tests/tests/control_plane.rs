@@ -16,7 +16,7 @@ use apprelease_e2e::{Operator, inspect};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 
 const NS: &str = "testbed-check";
@@ -220,6 +220,19 @@ async fn one_verb_less_in_the_cluster_role_is_refused_and_caught() -> anyhow::Re
     }))?;
     Api::<ClusterRoleBinding>::all(admin.clone())
         .create(&PostParams::default(), &binding)
+        .await?;
+    // The shipped leader election Role too: this is about the ClusterRole.
+    let lease_role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role")
+        .expect("a Role in manifests/rbac.yaml");
+    let lease_binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": ACCOUNT, "namespace": OPERATOR_NAMESPACE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": lease_role["metadata"]["name"]},
+        "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
+    }))?;
+    Api::<RoleBinding>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .create(&PostParams::default(), &lease_binding)
         .await?;
     let token = testbed::service_account_token(&admin, ACCOUNT).await?;
     let kubeconfig = cluster.dir.join("no-job-create.kubeconfig");

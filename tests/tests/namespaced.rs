@@ -1,7 +1,8 @@
 //! Namespaced mode on the real control plane: the operator started with `--namespace` and
 //! only the Role of overlays/namespaced/ (no ClusterRole: the real server's RBAC refuses
 //! anything outside the namespace) adopts and upgrades an AppRelease there, and the audit log
-//! shows that it read and wrote nothing outside its namespace — no cluster-wide list or watch.
+//! shows that it read and wrote nothing outside its namespace — no cluster-wide list or watch
+//! — but its Lease in the operator's own namespace.
 //! API discovery (non-resource URLs such as `/apis/apprelease.io/v1alpha1`) is all it asks
 //! of the cluster as a whole.
 //!
@@ -49,9 +50,17 @@ async fn namespaced_operator_upgrades_with_only_a_role_and_reads_nothing_outside
             .any(|r| r.verb == "watch" && r.resource == "appreleases"),
         "the operator's watches are in the audit log: {requests:?}"
     );
+    // Its Lease is in the operator's own namespace, as the shipped RoleBinding grants.
+    let lease = |r: &&apprelease_sim::requests::RequestRecord| {
+        r.resource == "leases" && r.namespace == s.cluster.lease_namespace()
+    };
+    assert!(
+        requests.iter().any(|r| lease(&r) && r.verb == "update"),
+        "it holds its Lease: {requests:?}"
+    );
     let outside: Vec<_> = requests
         .iter()
-        .filter(|r| !r.resource.is_empty() && r.namespace != s.cluster.namespace)
+        .filter(|r| !r.resource.is_empty() && r.namespace != s.cluster.namespace && !lease(r))
         .collect();
     assert!(
         outside.is_empty(),

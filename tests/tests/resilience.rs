@@ -369,13 +369,15 @@ async fn s11e_a_deployment_claimed_by_two_releases_is_not_flipped() -> anyhow::R
     Ok(())
 }
 
-/// Every write request of the operator (from the request log).
+/// Every write request of the operator in the scenario's namespace (from the request log):
+/// its Lease renewals, elsewhere, are not about releases.
 fn operator_writes(s: &Scenario) -> usize {
     let Some(log) = s.cluster.requests() else {
         return 0;
     };
     log.iter()
         .filter(|r| r.user_agent.contains("apprelease-operator"))
+        .filter(|r| r.namespace == s.cluster.namespace)
         .filter(|r| apprelease_sim::requests::WRITE_VERBS.contains(&r.verb.as_str()))
         .count()
 }
