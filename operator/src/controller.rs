@@ -10,7 +10,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{
+    Action, Config as ControllerConfig, Controller, Error as ControllerError,
+};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -28,6 +30,7 @@ use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{Census, ErrorLabels, Metrics, ResultLabels};
 use crate::notify::Notifier;
 use crate::plan::{self, Note, NoteType};
+use crate::queue::Waiting;
 use crate::shutdown::Shutdown;
 
 /// An AppRelease as read from the API: malformed ones (possible where the server did not
@@ -66,6 +69,8 @@ pub struct Context {
     pub releases: Store<Guarded>,
     /// Webhook notifications of upgrade milestones.
     pub notifier: Notifier,
+    /// The AppReleases woken and waiting for their reconcile.
+    pub waiting: Arc<Waiting>,
 }
 
 /// Runs the controller until `shutdown` is requested and the reconciles in flight have
@@ -96,6 +101,7 @@ pub async fn run(
     // `Controller::new` does: the same reflector and watcher config, no backoff of its own
     // (the controller's trigger backoff covers the stream), applied objects as triggers.
     let (store, writer) = reflector::store::<Guarded>();
+    let waiting = Arc::new(Waiting::new(metrics.queue_depth.clone()));
     let mut on_ready = Some(on_ready);
     let triggers = watcher(releases, watcher::Config::default())
         .reflect(writer)
@@ -107,7 +113,15 @@ pub async fn run(
                 ready();
             }
         })
-        .applied_objects();
+        .applied_objects()
+        .inspect({
+            let waiting = waiting.clone();
+            move |event| {
+                if let Ok(release) = event {
+                    waiting.woke([ObjectRef::from_obj(release)]);
+                }
+            }
+        });
     let controller = Controller::for_stream(triggers, store.clone());
     // Until this returns or is dropped: a term of leadership.
     let _counting = metrics.count_releases({
@@ -128,6 +142,7 @@ pub async fn run(
         backoff: Backoff::default(),
         releases: store.clone(),
         notifier: notifier.clone(),
+        waiting: waiting.clone(),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     // Requests naming no existing AppRelease are told so by a controller of their own: the
@@ -138,38 +153,42 @@ pub async fn run(
     );
     let releases_controller = controller
         // By label, not `owns`: a data Job runs without an owner reference (see jobs::build).
-        .watches(
-            jobs,
-            watcher::Config::default().labels(&managed),
-            job_release,
-        )
-        .watches(deployments, watcher::Config::default(), {
-            let store = store.clone();
-            move |d| releases_targeting(&store, TargetKind::Deployment, &d)
+        .watches(jobs, watcher::Config::default().labels(&managed), {
+            let waiting = waiting.clone();
+            move |job| waiting.woke(job_release(job))
         })
-        .watches(stateful_sets, watcher::Config::default(), move |s| {
-            releases_targeting(&store, TargetKind::StatefulSet, &s)
+        .watches(deployments, watcher::Config::default(), {
+            let (store, waiting) = (store.clone(), waiting.clone());
+            move |d| waiting.woke(releases_targeting(&store, TargetKind::Deployment, &d))
+        })
+        .watches(stateful_sets, watcher::Config::default(), {
+            let waiting = waiting.clone();
+            move |s| waiting.woke(releases_targeting(&store, TargetKind::StatefulSet, &s))
         })
         // An on-demand request wakes the release it names.
-        .watches(
-            backups,
-            watcher::Config::default(),
-            |b: AppReleaseBackup| named_release(&b, &b.spec.release),
-        )
-        .watches(
-            restores,
-            watcher::Config::default(),
-            |r: AppReleaseRestore| named_release(&r, &r.spec.release),
-        )
+        .watches(backups, watcher::Config::default(), {
+            let waiting = waiting.clone();
+            move |b: AppReleaseBackup| waiting.woke(named_release(&b, &b.spec.release))
+        })
+        .watches(restores, watcher::Config::default(), {
+            let waiting = waiting.clone();
+            move |r: AppReleaseRestore| waiting.woke(named_release(&r, &r.spec.release))
+        })
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.requested())
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            // Errors of the watches themselves (RBAC, connectivity) surface here; without this
-            // log they would only show as silent backoff.
-            if let Err(error) = result {
-                warn!(%error, "controller stream error");
+        .for_each(move |result| {
+            match result {
+                // A trigger for an AppRelease that no longer exists: no reconcile will take it.
+                Err(ControllerError::ObjectNotFound(gone)) => {
+                    waiting.taken(gone.namespace.as_deref(), &gone.name);
+                }
+                // Errors of the watches themselves (RBAC, connectivity) surface here; without
+                // this log they would only show as silent backoff.
+                Err(error) => warn!(%error, "controller stream error"),
+                Ok(_) => {}
             }
+            std::future::ready(())
         });
     futures::future::join(releases_controller, orphans).await;
     if !notifier.drain(NOTIFY_DRAIN).await {
@@ -309,6 +328,10 @@ async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k
     // Every line logged while reconciling (the executor's too) carries the release, its
     // namespace and, once decided, the upgrade's versions and step.
     let meta = guarded.meta();
+    ctx.waiting.taken(
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
     let span = info_span!(
         "reconcile",
         release = %meta.name.as_deref().unwrap_or_default(),

@@ -22,4 +22,5 @@ pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod queue;
 pub mod shutdown;

@@ -125,6 +125,8 @@ pub struct Metrics {
     census: Arc<CensusCollector>,
     /// 1 while this replica runs the controller, 0 while it stands by.
     pub leader: Gauge,
+    /// AppReleases woken and waiting for their reconcile (crate::queue).
+    pub queue_depth: Gauge,
     registry: Registry,
 }
 
@@ -150,6 +152,7 @@ impl Default for Metrics {
         }
         let census = Arc::new(CensusCollector::default());
         let leader = Gauge::default();
+        let queue_depth = Gauge::default();
         registry.register(
             "reconciliations",
             "Reconciliations of AppReleases, by result",
@@ -200,6 +203,11 @@ impl Default for Metrics {
             "1 while this replica holds the Lease and reconciles (always 1 without leader election), 0 while it stands by",
             leader.clone(),
         );
+        registry.register(
+            "work_queue_depth",
+            "AppReleases a change woke (of themselves, their Jobs, targets or requests) that wait for their reconcile; requeues after a delay are not counted",
+            queue_depth.clone(),
+        );
         registry.register_collector(Box::new(census.clone()));
         Self {
             reconciliations,
@@ -213,6 +221,7 @@ impl Default for Metrics {
             backups,
             census,
             leader,
+            queue_depth,
             registry,
         }
     }

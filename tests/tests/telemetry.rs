@@ -52,7 +52,17 @@ async fn t01_metrics_count_one_upgrade_its_steps_and_its_backup() -> anyhow::Res
     s.adopt(&Jobs::default()).await?;
     fixtures::set_version(&s.cluster, RELEASE, V2).await?;
     s.wait_ready(RELEASE, V2).await?;
-    let text = metrics_once(&s, |t| in_flight(t, "upgrade") == Some(0.0)).await?;
+    // Settled: nothing in flight, and nothing woken is left waiting for its reconcile.
+    let text = metrics_once(&s, |t| {
+        in_flight(t, "upgrade") == Some(0.0)
+            && scrape::value(t, "apprelease_work_queue_depth", &[]) == Some(0.0)
+    })
+    .await?;
+    assert_eq!(
+        scrape::value(&text, "apprelease_leader", &[]),
+        Some(1.0),
+        "the only replica leads"
+    );
 
     let upgrades = scrape::series(&text, "apprelease_upgrades_total");
     assert_eq!(upgrades.len(), 1, "one upgrade, counted once: {upgrades:?}");
