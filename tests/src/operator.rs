@@ -19,6 +19,10 @@ pub struct Operator {
     log: PathBuf,
     args: Vec<String>,
     log_filter: String,
+    /// The image it runs from with podman instead of the binary ([`Options::image`]).
+    image: Option<String>,
+    /// The name of its containers, before the start count.
+    container_prefix: String,
     starts: u32,
     /// Where the current process's lines begin in the (appended) log.
     log_start: u64,
@@ -31,7 +35,28 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// `RUST_LOG` instead of the default `info,kube=warn`.
     pub log_filter: Option<String>,
+    /// A container image of the operator, run with podman ([`PODMAN_RUN`]) instead of the
+    /// binary.
+    pub image: Option<String>,
 }
+
+/// How podman runs [`Options::image`]: on the host's network, so the cluster and the
+/// operator's HTTP port are where they are for the binary, with the kubeconfig's directory
+/// mounted read-only at the same path. runc and explicit limits because without them podman
+/// 4.3 starts no container on the Debian 12 machines the tests run on: crun 1.8 refuses their
+/// hybrid cgroups
+/// ("cgroups in hybrid mode not supported"), and podman's limits for root (RLIMIT_NOFILE
+/// 1048576) need CAP_SYS_RESOURCE, which they do not grant. `--timeout` stops a container
+/// that a killed test leaves behind.
+pub const PODMAN_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "--runtime=runc",
+    "--ulimit=nofile=4096:4096",
+    "--ulimit=nproc=4096:4096",
+    "--network=host",
+    "--timeout=900",
+];
 
 /// What the operator logs once its HTTP server listens; the line ends with `addr=IP:PORT`.
 const SERVING: &str = "serving /metrics, /healthz and /readyz";
@@ -61,12 +86,21 @@ impl Operator {
             .unwrap_or_else(|| "info,kube=warn".into());
         let log = cluster.dir.join("operator.log");
         let log_start = log_len(&log);
-        let child = spawn(&args, &log_filter, &log)?;
+        let container_prefix = format!(
+            "apprelease-e2e-{}-{}",
+            cluster.namespace,
+            std::process::id()
+        );
+        let name = format!("{container_prefix}-1");
+        let container = options.image.as_deref().map(|image| (image, name.as_str()));
+        let child = spawn(&args, &log_filter, &log, container)?;
         Ok(Self {
             child,
             log,
             args,
             log_filter,
+            image: options.image,
+            container_prefix,
             starts: 1,
             log_start,
         })
@@ -75,11 +109,34 @@ impl Operator {
     /// Kills the process at once, as a crash or an eviction would (SIGKILL), and starts it
     /// again.
     pub fn crash_and_restart(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
+        self.kill()?;
         self.starts += 1;
         self.log_start = log_len(&self.log);
-        self.child = spawn(&self.args, &self.log_filter, &self.log)?;
+        let name = self.container();
+        let container = self.image.as_deref().zip(name.as_deref());
+        self.child = spawn(&self.args, &self.log_filter, &self.log, container)?;
+        Ok(())
+    }
+
+    /// The name of the podman container the current process runs, when it runs the image.
+    pub fn container(&self) -> Option<String> {
+        let prefix = &self.container_prefix;
+        self.image
+            .as_ref()
+            .map(|_| format!("{prefix}-{}", self.starts))
+    }
+
+    fn kill(&mut self) -> std::io::Result<()> {
+        // Killing podman's client would leave its container running.
+        if let Some(name) = self.container() {
+            Command::new("podman")
+                .args(["rm", "--force", "--time=0", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+        }
+        self.child.kill()?;
+        self.child.wait()?;
         Ok(())
     }
 
@@ -130,8 +187,7 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.kill();
         if std::thread::panicking() {
             eprintln!(
                 "--- operator log ({}) ---\n{}",
@@ -177,9 +233,37 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((code, body.to_string()))
 }
 
-fn spawn(args: &[String], log_filter: &str, log: &Path) -> anyhow::Result<Child> {
+/// Starts the operator with `args`: the binary, or with `container` = (image, name) podman
+/// running the image.
+fn spawn(
+    args: &[String],
+    log_filter: &str,
+    log: &Path,
+    container: Option<(&str, &str)>,
+) -> anyhow::Result<Child> {
     let out = File::options().create(true).append(true).open(log)?;
-    let mut command = Command::new(binary()?);
+    let mut command = match container {
+        None => Command::new(binary()?),
+        Some((image, name)) => {
+            let kubeconfig = args
+                .iter()
+                .skip_while(|arg| *arg != "--kubeconfig")
+                .nth(1)
+                .context("the operator's --kubeconfig")?;
+            let dir = Path::new(kubeconfig)
+                .parent()
+                .context("the kubeconfig's directory")?;
+            let mut podman = Command::new("podman");
+            podman.args(PODMAN_RUN).args([
+                format!("--name={name}"),
+                format!("--volume={0}:{0}:ro", dir.display()),
+                format!("--env=RUST_LOG={log_filter}"),
+                "--env=NO_COLOR=1".into(),
+                image.into(),
+            ]);
+            podman
+        }
+    };
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
     // is async-signal-safe.
     unsafe {
