@@ -39,7 +39,10 @@ cp "$binary" target/image/apprelease-operator
 cp /etc/ssl/certs/ca-certificates.crt target/image/
 
 t0=$(date +%s)
-buildah build --quiet --build-arg BINARY=prebuilt --build-arg VERSION="$version" -t "$image" . >/dev/null
+# --layers --force-rm: otherwise buildah 1.28 leaves a working container behind at each build
+# (of the `binary` stage).
+buildah build --quiet --layers --force-rm --build-arg BINARY=prebuilt --build-arg VERSION="$version" \
+  -t "$image" . >/dev/null
 size=$(podman image inspect --format '{{.Size}}' "$image")
 echo "image $image built in $(( $(date +%s) - t0 )) s: $(( size / 1000000 )) MB ($size bytes)"
 
