@@ -5,8 +5,9 @@
 #                  # copies target/image/, which scripts/image.sh fills on the host
 #
 # Both ways end in the same `runtime` stage; BINARY only chooses which stage its two files
-# (the binary, a CA bundle) come from, and BuildKit and buildah build only the stages the
-# target needs, so the prebuilt way pulls no image at all (`scratch` is not downloaded).
+# (the binary, a CA bundle) come from, and BuildKit (Docker's builder since 23.0) and buildah
+# build only the stages the target needs, so the prebuilt way pulls no image at all (`scratch`
+# is not downloaded).
 
 ARG BINARY=build
 
