@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, then the end-to-end scenarios again on the real
 # Kubernetes control plane. Installs the system tools the tests drive for real (database
-# servers, openssl) when they are missing and this runs as root with apt, and builds the
-# control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd), KWOK and helm
-# from the official Go modules the first time (testbed/README.md: about 20 minutes on 2 cores,
-# cached in ~/.cache/apprelease-testbed afterwards).
+# servers, openssl, buildah, podman) when they are missing and this runs as root with apt,
+# builds the operator's container image (scripts/image.sh, a static release build), and
+# builds the control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd),
+# KWOK and helm from the official Go modules the first time (testbed/README.md: about 20
+# minutes on 2 cores, cached in ~/.cache/apprelease-testbed afterwards).
 #
 #   APPRELEASE_SKIP_CONTROL_PLANE=1   only the simulator run (no Go build either; the chart's
 #                                     tests then fail, saying how to get helm, unless
@@ -24,6 +25,11 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v busybox >/dev/null || need+=(busybox)
 # Lua, to run the Argo CD health check we ship (operator/tests/argocd_health.rs).
 command -v lua5.4 >/dev/null || need+=(lua5.4)
+# The container image, built by scripts/image.sh and run by tests/tests/image.rs (runc:
+# see PODMAN_RUN in tests/src/operator.rs).
+for tool in buildah podman runc file; do
+  command -v $tool >/dev/null || need+=($tool)
+done
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -67,6 +73,9 @@ if [ -n "$minor" ] && [ "$minor" -lt 27 ]; then
   echo "kubectl 1.$minor is too old for these tests: install kubectl 1.27 or newer" >&2
   exit 1
 fi
+
+bash scripts/image.sh localhost/apprelease-operator:test
+export APPRELEASE_IMAGE=localhost/apprelease-operator:test
 
 t0=$(date +%s)
 cargo test --workspace --locked "$@"

@@ -25,6 +25,10 @@ pub struct Operator {
     log: PathBuf,
     args: Vec<String>,
     log_filter: String,
+    /// The image it runs from with podman instead of the binary ([`Options::image`]).
+    image: Option<String>,
+    /// The name of its containers, before the start count.
+    container_prefix: String,
     starts: u32,
     /// Where the current process's lines begin in the (appended) log.
     log_start: u64,
@@ -39,7 +43,28 @@ pub struct Options {
     pub log_filter: Option<String>,
     /// Its name in the Lease instead of [`FIRST`]: another replica.
     pub identity: Option<String>,
+    /// A container image of the operator, run with podman ([`PODMAN_RUN`]) instead of the
+    /// binary.
+    pub image: Option<String>,
 }
+
+/// How podman runs [`Options::image`]: on the host's network, so the cluster and the
+/// operator's HTTP port are where they are for the binary, with the kubeconfig's directory
+/// mounted read-only at the same path. runc and explicit limits because without them podman
+/// 4.3 starts no container on the Debian 12 machines the tests run on: crun 1.8 refuses their
+/// hybrid cgroups
+/// ("cgroups in hybrid mode not supported"), and podman's limits for root (RLIMIT_NOFILE
+/// 1048576) need CAP_SYS_RESOURCE, which they do not grant. `--timeout` stops a container
+/// that a killed test leaves behind.
+pub const PODMAN_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "--runtime=runc",
+    "--ulimit=nofile=4096:4096",
+    "--ulimit=nproc=4096:4096",
+    "--network=host",
+    "--timeout=900",
+];
 
 /// The identity of the operator a scenario starts first.
 pub const FIRST: &str = "operator-a";
@@ -93,13 +118,22 @@ impl Operator {
             cluster.dir.join(format!("{identity}.log"))
         };
         let log_start = log_len(&log);
-        let child = spawn(&args, &identity, &log_filter, &log)?;
+        let container_prefix = format!(
+            "apprelease-e2e-{}-{}-{identity}",
+            cluster.namespace,
+            std::process::id()
+        );
+        let name = format!("{container_prefix}-1");
+        let container = options.image.as_deref().map(|image| (image, name.as_str()));
+        let child = spawn(&args, &identity, &log_filter, &log, container)?;
         Ok(Self {
             child: Some(child),
             identity: identity.to_string(),
             log,
             args,
             log_filter,
+            image: options.image,
+            container_prefix,
             starts: 1,
             log_start,
         })
@@ -117,9 +151,25 @@ impl Operator {
         self.restart()
     }
 
+    /// The name of the podman container the current process runs, when it runs the image.
+    pub fn container(&self) -> Option<String> {
+        let prefix = &self.container_prefix;
+        self.image
+            .as_ref()
+            .map(|_| format!("{prefix}-{}", self.starts))
+    }
+
     /// Kills the process at once (SIGKILL) and leaves it dead until [`Operator::restart`].
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
+            // Killing podman's client would leave its container running.
+            if let Some(name) = self.container() {
+                Command::new("podman")
+                    .args(["rm", "--force", "--time=0", &name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()?;
+            }
             child.kill()?;
             child.wait()?;
         }
@@ -132,11 +182,14 @@ impl Operator {
         anyhow::ensure!(self.child.is_none(), "{} is still running", self.identity);
         self.starts += 1;
         self.log_start = log_len(&self.log);
+        let name = self.container();
+        let container = self.image.as_deref().zip(name.as_deref());
         self.child = Some(spawn(
             &self.args,
             &self.identity,
             &self.log_filter,
             &self.log,
+            container,
         )?);
         Ok(())
     }
@@ -267,9 +320,39 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((code, body.to_string()))
 }
 
-fn spawn(args: &[String], identity: &str, log_filter: &str, log: &Path) -> anyhow::Result<Child> {
+/// Starts the operator with `args`: the binary, or with `container` = (image, name) podman
+/// running the image.
+fn spawn(
+    args: &[String],
+    identity: &str,
+    log_filter: &str,
+    log: &Path,
+    container: Option<(&str, &str)>,
+) -> anyhow::Result<Child> {
     let out = File::options().create(true).append(true).open(log)?;
-    let mut command = Command::new(binary()?);
+    let mut command = match container {
+        None => Command::new(binary()?),
+        Some((image, name)) => {
+            let kubeconfig = args
+                .iter()
+                .skip_while(|arg| *arg != "--kubeconfig")
+                .nth(1)
+                .context("the operator's --kubeconfig")?;
+            let dir = Path::new(kubeconfig)
+                .parent()
+                .context("the kubeconfig's directory")?;
+            let mut podman = Command::new("podman");
+            podman.args(PODMAN_RUN).args([
+                format!("--name={name}"),
+                format!("--volume={0}:{0}:ro", dir.display()),
+                format!("--env=RUST_LOG={log_filter}"),
+                format!("--env=POD_NAME={identity}"),
+                "--env=NO_COLOR=1".into(),
+                image.into(),
+            ]);
+            podman
+        }
+    };
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
     // is async-signal-safe.
     unsafe {
