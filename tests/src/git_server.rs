@@ -89,7 +89,10 @@ impl GitServer {
             std::fs::write(path, content)?;
         }
         git(&self.dir, &["add", "--all"])?;
-        git(&self.dir, &["commit", "--quiet", "--allow-empty", "-m", message])?;
+        git(
+            &self.dir,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        )?;
         Ok(git(&self.dir, &["rev-parse", "HEAD"])?.trim().to_string())
     }
 }

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod fixtures;
+pub mod flux;
 pub mod git_server;
 pub mod helm;
 pub mod inspect;
