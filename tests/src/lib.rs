@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod fixtures;
 pub mod flux;
 pub mod git_server;
+pub mod gitops;
 pub mod helm;
 pub mod inspect;
 pub mod operator;
