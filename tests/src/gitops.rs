@@ -103,9 +103,9 @@ const IGNORE_IMAGES: &str =
   # and left out of Flux's applies while the operator owns them.
   ignore:
   - paths: [/spec/template/spec/containers/0/image]
-    target: {group: apps, kind: Deployment, name: ^backend$}
+    target: {group: apps, kind: Deployment, name: backend}
   - paths: [/spec/template/spec/containers/0/image]
-    target: {group: apps, kind: Deployment, name: ^frontend$}
+    target: {group: apps, kind: Deployment, name: frontend}
 ";
 
 /// The Flux objects, as a user puts them next to `flux install`'s; with `ignore_images`, the

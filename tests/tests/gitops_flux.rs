@@ -8,17 +8,21 @@
 //!   Kustomization for the CRDs and one for the app that `dependsOn` it, health-checks the
 //!   AppRelease (kstatus) and tells Flux to leave the operator's image fields alone
 //!   (`spec.ignore`);
+//! - a Deployment without an image is refused by the API server: git must name one;
 //! - commit a new version: Flux applies it, the operator upgrades, and the Kustomization is
 //!   Ready at that commit only once the AppRelease is; ten reconcile intervals later the audit
 //!   log holds no image change and no Deployment write by Flux, though git still names the
 //!   first version's images; commit a version that never becomes ready: the operator rolls it
 //!   back, and the Kustomization is not Ready, naming the AppRelease as failed.
 //!
-//! The control plane only: the simulator implements the API the operator and kubectl use,
-//! not the dry-run server-side apply, managedFields bookkeeping, and CRD serving that Flux's
-//! controllers depend on — whether they and the operator fight is a question about the real
-//! server. It starts the shared testbed whatever `APPRELEASE_E2E_BACKEND` says, and needs
-//! `APPRELEASE_FLUX_BIN` (scripts/test.sh builds Flux and sets it).
+//! The control plane only. Whether Flux and the operator fight over a field is a question
+//! about the real server's server-side apply: dry runs, field ownership and conflicts in
+//! managedFields, and how Flux's `ignore` strips a field another apply manager owns. The
+//! simulator models those, but where it and the real server disagree the real server is
+//! right, and Flux's controllers (controller-runtime clients, kstatus) were not tried against
+//! it. So this starts the shared testbed whatever `APPRELEASE_E2E_BACKEND` says, and needs
+//! `APPRELEASE_FLUX_BIN` (scripts/test.sh builds Flux and sets it, and runs this in its
+//! control-plane pass).
 
 use std::time::Instant;
 
@@ -29,6 +33,8 @@ use apprelease_e2e::inspect;
 use apprelease_e2e::testbed::{self, DeploymentWrite, ImageChange, image_changes};
 use apprelease_operator::api::FIELD_MANAGER;
 use apprelease_operator::api::conditions::ConditionStatus;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
 
 fn by(changes: &[ImageChange]) -> Vec<(String, String, String)> {
     changes
@@ -47,6 +53,35 @@ async fn flux_syncs_an_apprelease_from_git_and_never_fights_the_operator() -> an
     let ns = g.s.cluster.namespace.clone();
     let first = g.first.clone();
     let started = t0.elapsed();
+
+    // Why git keeps an image: the API server refuses a Deployment whose container has none
+    // (the pod template is validated as a pod is), so "leave the image out of git and let
+    // the operator set it" cannot create the app.
+    let imageless: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "imageless"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "imageless"}},
+            "template": {"metadata": {"labels": {"app": "imageless"}},
+                         "spec": {"containers": [{"name": "app"}]}}
+        }
+    }))?;
+    let refused = Api::<Deployment>::namespaced(g.s.cluster.client.clone(), &ns)
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &imageless,
+        )
+        .await;
+    match refused {
+        Err(kube::Error::Api(e)) if e.code == 422 => assert!(
+            e.message
+                .contains("spec.template.spec.containers[0].image: Required value"),
+            "{e:?}"
+        ),
+        other => panic!("a Deployment without an image: {other:?}"),
+    }
 
     // The first install: Flux creates the Deployments and the AppRelease, the operator
     // adopts what runs.
