@@ -52,8 +52,11 @@ if [ -z "$control_plane" ]; then
   # Flux's source-controller and kustomize-controller for the GitOps scenarios
   # (tests/tests/gitops_flux*.rs).
   flux=$(bash testbed/build.sh --flux | tail -n 1)
+  # Argo CD's application controller and repo server (tests/tests/gitops_argocd.rs), with
+  # Debian's redis-server as their cache (installed above).
+  argocd=$(bash testbed/build.sh --argocd | tail -n 1)
   export APPRELEASE_TESTBED_BIN=$bin APPRELEASE_KWOK_BIN=$kwok/kwok APPRELEASE_HELM_BIN=$helm/helm
-  export APPRELEASE_FLUX_BIN=$flux
+  export APPRELEASE_FLUX_BIN=$flux APPRELEASE_ARGOCD_BIN=$argocd
   echo "testbed binaries ready in $(( $(date +%s) - t0 )) s: $bin"
   # The kubectl built with the control plane serves the kubectl tests when the machine has
   # none (Debian's kubernetes-client is too old for them, see below).
@@ -79,7 +82,8 @@ gitops=()
 if [ -z "$control_plane" ]; then
   # After the caller's own `--` if it gave one.
   case " $* " in *" -- "*) ;; *) gitops=(--) ;; esac
-  gitops+=(--skip flux_syncs_an_apprelease_from_git --skip without_ignore_rules_flux_reverts)
+  gitops+=(--skip flux_syncs_an_apprelease_from_git --skip without_ignore_rules_flux_reverts
+    --skip argo_cd_syncs_an_apprelease_from_git)
 fi
 
 t0=$(date +%s)

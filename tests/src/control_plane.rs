@@ -42,7 +42,8 @@ fn audit_policy_text() -> String {
 }
 /// The namespaces whose Deployment writes the audit log records with their bodies (the
 /// scenario namespaces are `e2e-NAME`).
-pub const BODIES_AUDITED_IN: &[&str] = &["e2e-gitops-flux", "e2e-gitops-fight"];
+pub const BODIES_AUDITED_IN: &[&str] =
+    &["e2e-gitops-flux", "e2e-gitops-fight", "e2e-gitops-argocd"];
 /// How long each component may take to become healthy.
 const READY_LIMIT: Duration = Duration::from_secs(90);
 

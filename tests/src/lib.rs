@@ -3,6 +3,7 @@
 //! `apprelease-operator` binary as a separate process, the example application, and ways to
 //! script failures that work on all of them.
 
+pub mod argocd;
 pub mod cluster;
 pub mod control_plane;
 pub mod fixtures;
