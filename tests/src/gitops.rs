@@ -145,7 +145,14 @@ spec:
   path: ./app
   prune: true
   sourceRef: {{kind: GitRepository, name: shop}}
-  # Ready only when the AppRelease is (kstatus: its Ready, Reconciling and Stalled).
+  # Ready only when the AppRelease is. kstatus alone counts an AppRelease the operator has
+  # not written a status for yet as Current: these expressions wait for its Ready condition
+  # (Flux checks status.observedGeneration itself; neither matching means in progress).
+  healthCheckExprs:
+  - apiVersion: apprelease.io/v1alpha1
+    kind: AppRelease
+    failed: status.conditions.exists(c, c.type == 'Stalled' && c.status == 'True')
+    current: status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')
   healthChecks:
   - apiVersion: apprelease.io/v1alpha1
     kind: AppRelease
