@@ -3,13 +3,13 @@
 # Kubernetes control plane. Installs the system tools the tests drive for real (database
 # servers, openssl) when they are missing and this runs as root with apt, and builds the
 # control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd), KWOK, helm and
-# Flux's controllers from the official Go modules the first time (testbed/README.md: about 20 minutes on 2 cores,
+# Flux's and Argo CD's controllers from the official Go modules the first time (testbed/README.md: about 20 minutes on 2 cores,
 # cached in ~/.cache/apprelease-testbed afterwards).
 #
 #   APPRELEASE_SKIP_CONTROL_PLANE=1   only the simulator run (no Go build either; the chart's
-#                                     and the GitOps tests then fail, saying how to get helm
-#                                     and Flux, unless APPRELEASE_HELM_BIN and
-#                                     APPRELEASE_FLUX_BIN are set)
+#                                     and the GitOps tests then fail, saying how to get helm,
+#                                     Flux and Argo CD, unless APPRELEASE_HELM_BIN,
+#                                     APPRELEASE_FLUX_BIN and APPRELEASE_ARGOCD_BIN are set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
