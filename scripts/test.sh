@@ -4,12 +4,14 @@
 # servers, openssl, buildah, podman) when they are missing and this runs as root with apt,
 # builds the operator's container image (scripts/image.sh, a static release build), and
 # builds the control plane (kube-apiserver, controller-manager, scheduler, kubectl, etcd),
-# KWOK and helm from the official Go modules the first time (testbed/README.md: about 20
-# minutes on 2 cores, cached in ~/.cache/apprelease-testbed afterwards).
+# KWOK, helm and Flux's and Argo CD's controllers from the official Go modules the first time
+# (testbed/README.md: about 20 minutes on 2 cores for the control plane, cached in
+# ~/.cache/apprelease-testbed afterwards).
 #
 #   APPRELEASE_SKIP_CONTROL_PLANE=1   only the simulator run (no Go build either; the chart's
-#                                     tests then fail, saying how to get helm, unless
-#                                     APPRELEASE_HELM_BIN is set)
+#                                     and the GitOps tests then fail, saying how to get helm,
+#                                     Flux and Argo CD, unless APPRELEASE_HELM_BIN,
+#                                     APPRELEASE_FLUX_BIN and APPRELEASE_ARGOCD_BIN are set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +56,14 @@ if [ -z "$control_plane" ]; then
   kwok=$(bash testbed/build.sh --kwok | tail -n 1)
   # helm for the chart's tests (operator/tests/chart.rs, tests/tests/chart.rs).
   helm=$(bash testbed/build.sh --helm | tail -n 1)
+  # Flux's source-controller and kustomize-controller for the GitOps scenarios
+  # (tests/tests/gitops_flux*.rs).
+  flux=$(bash testbed/build.sh --flux | tail -n 1)
+  # Argo CD's application controller and repo server (tests/tests/gitops_argocd.rs), with
+  # Debian's redis-server as their cache (installed above).
+  argocd=$(bash testbed/build.sh --argocd | tail -n 1)
   export APPRELEASE_TESTBED_BIN=$bin APPRELEASE_KWOK_BIN=$kwok/kwok APPRELEASE_HELM_BIN=$helm/helm
+  export APPRELEASE_FLUX_BIN=$flux APPRELEASE_ARGOCD_BIN=$argocd
   echo "testbed binaries ready in $(( $(date +%s) - t0 )) s: $bin"
   # The kubectl built with the control plane serves the kubectl tests when the machine has
   # none (Debian's kubernetes-client is too old for them, see below).
@@ -81,8 +90,18 @@ CARGO_TARGET_DIR=${APPRELEASE_IMAGE_TARGET_DIR:-$HOME/.cache/apprelease-image/ta
   bash scripts/image.sh localhost/apprelease-operator:test
 export APPRELEASE_IMAGE=localhost/apprelease-operator:test
 
+# The GitOps scenarios need the real server whatever the backend (their doc comments say why)
+# and take minutes: when the control-plane run below happens, they run there only.
+gitops=()
+if [ -z "$control_plane" ]; then
+  # After the caller's own `--` if it gave one.
+  case " $* " in *" -- "*) ;; *) gitops=(--) ;; esac
+  gitops+=(--skip flux_syncs_an_apprelease_from_git --skip without_ignore_rules_flux_reverts
+    --skip argo_cd_syncs_an_apprelease_from_git)
+fi
+
 t0=$(date +%s)
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@" "${gitops[@]}"
 echo "simulator run: $(( $(date +%s) - t0 )) s"
 
 if [ -z "$control_plane" ]; then

@@ -6,6 +6,10 @@
 #   testbed/build.sh            # build or reuse; the last stdout line is the bin dir
 #   testbed/build.sh --kwok     # the same for KWOK (testbed/kwok/go.mod)
 #   testbed/build.sh --helm     # the same for helm (testbed/helm/go.mod)
+#   testbed/build.sh --flux     # Flux's source-controller and kustomize-controller, and
+#                               # their CRDs (testbed/flux/go.mod)
+#   testbed/build.sh --argocd   # Argo CD's multi-call binary, its CRDs and the repo
+#                               # server's git-verify-wrapper.sh (testbed/argocd/go.mod)
 #
 # APPRELEASE_TESTBED_CACHE (default ~/.cache/apprelease-testbed) is where builds go.
 # Progress and timings go to stderr. Builds run under `nice -n 19`.
@@ -71,6 +75,75 @@ build_helm() {
     "-X helm.sh/helm/v4/internal/version.version=$version -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 }
 
+# Both controllers from one module, into flux-source-<v>-kustomize-<v>/bin, with their CRDs
+# from the module zips in ../crds (applied at test time; nothing of Flux is in the repository).
+build_flux() {
+  local mod=$here/flux source kustomize
+  source=$(version_of "$mod" github.com/fluxcd/source-controller)
+  kustomize=$(version_of "$mod" github.com/fluxcd/kustomize-controller)
+  local dir=$cache/flux-source-$source-kustomize-$kustomize
+  if [[ -x $dir/bin/source-controller && -x $dir/bin/kustomize-controller ]]; then
+    say "reusing $dir/bin (source-controller $source, kustomize-controller $kustomize)"
+    echo "$dir/bin"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d "$cache/.build-flux-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  local t0
+  t0=$(now)
+  (cd "$mod" && go mod download github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller)
+  say "downloaded modules in $(since "$t0") s"
+  t0=$(now)
+  (cd "$mod" && nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/bin/" \
+    github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller)
+  say "built source-controller $source and kustomize-controller $kustomize in $(since "$t0") s"
+  mkdir -p "$tmp/crds"
+  local m
+  for m in github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller; do
+    cp "$(cd "$mod" && go list -m -f '{{.Dir}}' "$m")"/config/crd/bases/*.yaml "$tmp/crds/"
+  done
+  chmod u+w "$tmp"/crds/*.yaml
+  trap - EXIT
+  finish "$tmp" "$dir"
+}
+
+# The one `argocd` binary, linked under the names of the two components the GitOps scenario
+# runs (it dispatches on its name), with the Application and AppProject CRDs in ../crds and
+# the script the repo server runs for every revision (its image has it on PATH), all from
+# the module zip. Argo CD 3.6 needs Go 1.27: the toolchain comes from the module proxy.
+build_argocd() {
+  local mod=$here/argocd version
+  export GOTOOLCHAIN=${APPRELEASE_ARGOCD_TOOLCHAIN:-go1.27.4}
+  version=$(version_of "$mod" github.com/argoproj/argo-cd/v3)
+  local dir=$cache/argocd-$version
+  if [[ -x $dir/bin/argocd && -x $dir/bin/git-verify-wrapper.sh ]]; then
+    say "reusing $dir/bin (argocd $version)"
+    echo "$dir/bin"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d "$cache/.build-argocd-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  local t0 src
+  t0=$(now)
+  (cd "$mod" && go mod download github.com/argoproj/argo-cd/v3)
+  say "downloaded modules in $(since "$t0") s"
+  t0=$(now)
+  (cd "$mod" && nice -n 19 go build -trimpath \
+    -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${version#v} -X github.com/argoproj/argo-cd/v3/common.gitTreeState=clean" \
+    -o "$tmp/bin/argocd" github.com/argoproj/argo-cd/v3/cmd)
+  say "built argocd $version in $(since "$t0") s"
+  ln -s argocd "$tmp/bin/argocd-application-controller"
+  ln -s argocd "$tmp/bin/argocd-repo-server"
+  src=$(cd "$mod" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)
+  install -m 755 "$src/hack/git-verify-wrapper.sh" "$tmp/bin/"
+  mkdir -p "$tmp/crds"
+  install -m 644 "$src/manifests/crds/application-crd.yaml" "$src/manifests/crds/appproject-crd.yaml" "$tmp/crds/"
+  trap - EXIT
+  finish "$tmp" "$dir"
+}
+
 build_control_plane() {
   local k8s etcd
   k8s=$(version_of "$here" k8s.io/kubernetes)
@@ -131,8 +204,10 @@ case "${1:-}" in
   "") build_control_plane ;;
   --kwok) build_kwok ;;
   --helm) build_helm ;;
+  --flux) build_flux ;;
+  --argocd) build_argocd ;;
   *)
-    echo "usage: $0 [--kwok | --helm]" >&2
+    echo "usage: $0 [--kwok | --helm | --flux | --argocd]" >&2
     exit 2
     ;;
 esac

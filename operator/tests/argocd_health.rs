@@ -129,15 +129,32 @@ fn maps_the_operators_conditions_to_argo_cd_health() {
             "Suspended",
             "AwaitingWindow: the upgrade to 1.2.0 waits for the next maintenance window, which opens at 2026-11-22T04:00:00+01:00",
         ),
+        // At the version, a target still coming up: in progress, as for Flux (kstatus).
         (
-            with(vec![condition(
-                "Ready",
-                "False",
-                "TargetsUnavailable",
-                "frontend 1/2",
-            )]),
+            with(vec![
+                condition("Ready", "False", "TargetsUnavailable", "frontend 1/2"),
+                condition("Reconciling", "True", "TargetsUnavailable", "frontend 1/2"),
+            ]),
+            "Progressing",
+            "TargetsUnavailable: frontend 1/2",
+        ),
+        // Past its progress deadline: failed.
+        (
+            with(vec![
+                condition("Ready", "False", "TargetsUnavailable", "frontend 1/2"),
+                condition("Stalled", "True", "TargetsUnavailable", "frontend 1/2"),
+            ]),
             "Degraded",
-            "frontend 1/2",
+            "TargetsUnavailable: frontend 1/2",
+        ),
+        // Drift the operator stopped repairing (docs/gitops.md).
+        (
+            with(vec![
+                condition("Ready", "False", "Drifted", "set by kustomize-controller"),
+                condition("Stalled", "True", "Drifted", "set by kustomize-controller"),
+            ]),
+            "Degraded",
+            "Drifted: set by kustomize-controller",
         ),
     ];
     for (obj, status, message) in cases {

@@ -27,6 +27,23 @@ use kube::{Client, Config};
 
 /// The service network: the `kubernetes` Service gets its first address.
 const SERVICE_CIDR: &str = "10.0.0.0/24";
+/// Every request at Metadata level (who, what, which object, the answer), except the writes
+/// to Deployments in [`BODIES_AUDITED_IN`], which keep the stored object (RequestResponse):
+/// the GitOps scenario counts image changes from them. Subresources (`deployments/status`)
+/// are not matched by `deployments`.
+fn audit_policy_text() -> String {
+    format!(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n\
+         - level: RequestResponse\n  verbs: [create, update, patch]\n  \
+         resources: [{{group: apps, resources: [deployments]}}]\n  namespaces: [{}]\n\
+         - level: Metadata\n",
+        BODIES_AUDITED_IN.join(", ")
+    )
+}
+/// The namespaces whose Deployment writes the audit log records with their bodies (the
+/// scenario namespaces are `e2e-NAME`).
+pub const BODIES_AUDITED_IN: &[&str] =
+    &["e2e-gitops-flux", "e2e-gitops-fight", "e2e-gitops-argocd"];
 /// How long each component may take to become healthy.
 const READY_LIMIT: Duration = Duration::from_secs(90);
 
@@ -42,7 +59,8 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// The CA that signs every certificate here.
     pub ca_cert: PathBuf,
-    /// The apiserver's audit log: one JSON event per line, every request at Metadata level.
+    /// The apiserver's audit log: one JSON event per line, every request at Metadata level
+    /// (Deployment writes with bodies in [`BODIES_AUDITED_IN`]).
     pub audit_log: PathBuf,
     /// How long finding (or building) the binaries took.
     pub build_time: Duration,
@@ -84,10 +102,7 @@ impl ControlPlane {
             write_kubeconfig(&path, &server, &certs.ca_cert, &dir, user)?;
         }
         let audit_policy = dir.join("audit-policy.yaml");
-        std::fs::write(
-            &audit_policy,
-            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
-        )?;
+        std::fs::write(&audit_policy, audit_policy_text())?;
         let audit_log = dir.join("audit.log");
 
         let mut plane = Self {

@@ -3,9 +3,13 @@
 //! `apprelease-operator` binary as a separate process, the example application, and ways to
 //! script failures that work on all of them.
 
+pub mod argocd;
 pub mod cluster;
 pub mod control_plane;
 pub mod fixtures;
+pub mod flux;
+pub mod git_server;
+pub mod gitops;
 pub mod helm;
 pub mod inspect;
 pub mod operator;

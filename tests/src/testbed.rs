@@ -433,6 +433,135 @@ impl Testbed {
     }
 }
 
+/// A write to a Deployment as the audit log recorded it with its body (only in the namespaces
+/// of `control_plane::BODIES_AUDITED_IN`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentWrite {
+    /// The Deployment.
+    pub name: String,
+    /// `create`, `update` or `patch`.
+    pub verb: String,
+    /// Who (`apprelease-operator/…`, `kustomize-controller/…`, `kube-controller-manager/…`).
+    pub user_agent: String,
+    /// The field manager the request named (`?fieldManager=`), if any.
+    pub field_manager: String,
+    /// A server-side dry run (`?dryRun=All`): answered, never stored.
+    pub dry_run: bool,
+    /// The answer's code.
+    pub code: u16,
+    /// Container name → image of the Deployment the server answered with (for a dry run,
+    /// what it would have stored).
+    pub images: std::collections::BTreeMap<String, String>,
+}
+
+impl Testbed {
+    /// Every write to a Deployment of `namespace` (one of `control_plane::BODIES_AUDITED_IN`),
+    /// in the order answered.
+    pub fn deployment_writes(&self, namespace: &str) -> Vec<DeploymentWrite> {
+        assert!(
+            control_plane::BODIES_AUDITED_IN.contains(&namespace),
+            "the audit log keeps no Deployment bodies in {namespace}"
+        );
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        let needle = format!("\"namespace\":\"{namespace}\"");
+        text.lines()
+            .filter(|line| line.contains(&needle) && line.contains("\"deployments\""))
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| {
+                e["stage"] == "ResponseComplete"
+                    && e["objectRef"]["resource"] == "deployments"
+                    && e["objectRef"].get("subresource").is_none()
+                    && e["objectRef"]["namespace"] == namespace
+                    && ["create", "update", "patch"].contains(&e["verb"].as_str().unwrap_or(""))
+            })
+            .map(|e| {
+                let uri = e["requestURI"].as_str().unwrap_or_default();
+                let query = |key: &str| {
+                    uri.split_once('?')
+                        .map(|(_, q)| q)
+                        .unwrap_or_default()
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let containers = &e["responseObject"]["spec"]["template"]["spec"]["containers"];
+                let images = containers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let text =
+                            |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                        (text(&c["name"]), text(&c["image"]))
+                    })
+                    .collect();
+                DeploymentWrite {
+                    name: e["objectRef"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    verb: e["verb"].as_str().unwrap_or_default().to_string(),
+                    user_agent: e["userAgent"].as_str().unwrap_or_default().to_string(),
+                    field_manager: query("fieldManager"),
+                    dry_run: query("dryRun") == "All",
+                    code: e["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+                    images,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One change of a container's image, from consecutive stored writes of a Deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageChange {
+    /// The Deployment.
+    pub deployment: String,
+    /// The container.
+    pub container: String,
+    /// The image before (None: the Deployment was created with it).
+    pub from: Option<String>,
+    /// The image after.
+    pub to: String,
+    /// Who made the write.
+    pub user_agent: String,
+    /// Its field manager.
+    pub field_manager: String,
+    /// The position of that write in the list given to [`image_changes`].
+    pub write: usize,
+}
+
+/// The image changes that the stored writes among `writes` made, in order (dry runs and
+/// refused writes change nothing). `writes` must start with each Deployment's create for the
+/// first image to count as a creation rather than a change.
+pub fn image_changes(writes: &[DeploymentWrite]) -> Vec<ImageChange> {
+    let mut last: std::collections::BTreeMap<(String, String), String> = Default::default();
+    let mut changes = Vec::new();
+    let stored = writes
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| !w.dry_run && (200..300).contains(&w.code));
+    for (index, w) in stored {
+        for (container, image) in &w.images {
+            let key = (w.name.clone(), container.clone());
+            let before = last.insert(key, image.clone());
+            if before.as_ref() != Some(image) {
+                changes.push(ImageChange {
+                    deployment: w.name.clone(),
+                    container: container.clone(),
+                    from: before,
+                    to: image.clone(),
+                    user_agent: w.user_agent.clone(),
+                    field_manager: w.field_manager.clone(),
+                    write: index,
+                });
+            }
+        }
+    }
+    changes
+}
+
 /// The audit events that `keep` selects (among the lines `maybe` lets through), as request
 /// records.
 fn audit_requests(

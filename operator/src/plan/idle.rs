@@ -206,32 +206,45 @@ fn at_rest(plan: &mut Planner) {
         );
         plan.status.current_version = Some(version.clone());
     }
-    let unready: Vec<String> = plan
+    let unready: Vec<(String, bool)> = plan
         .spec
         .targets
         .iter()
         .filter_map(|t| {
             let d = plan.observed.deployments.get(t.name())?;
-            (!d.is_rolled_out()).then(|| format!("{} ({})", t.name(), d.progress()))
+            (!d.is_rolled_out()).then(|| {
+                (
+                    format!("{} ({})", t.name(), d.progress()),
+                    d.deadline_exceeded,
+                )
+            })
         })
         .collect();
-    let ready = if unready.is_empty() {
-        Desired::new(
+    if unready.is_empty() {
+        let ready = Desired::new(
             ConditionStatus::True,
             "Succeeded",
             format!("{version} runs and every target is available"),
-        )
+        );
+        return plan.conditions(ready, None, None);
+    }
+    let names: Vec<String> = unready.iter().map(|(n, _)| n.clone()).collect();
+    let message = format!(
+        "{version} runs but not every target is available: {}",
+        names.join(", ")
+    );
+    let reason = "TargetsUnavailable";
+    let ready = Desired::new(ConditionStatus::False, reason, message.clone());
+    // kstatus (Flux health checks, `kubectl wait` on kstatus tools) reads Reconciling and
+    // Stalled, not Ready: with neither, a release whose targets are still starting would
+    // count as done. Still coming up is in progress; a target past its progress deadline has
+    // failed, as kstatus says of that Deployment itself.
+    let other = Desired::new(ConditionStatus::True, reason, message);
+    if unready.iter().any(|(_, failed)| *failed) {
+        plan.conditions(ready, None, Some(other));
     } else {
-        Desired::new(
-            ConditionStatus::False,
-            "TargetsUnavailable",
-            format!(
-                "{version} runs but not every target is available: {}",
-                unready.join(", ")
-            ),
-        )
-    };
-    plan.conditions(ready, None, None);
+        plan.conditions(ready, Some(other), None);
+    }
 }
 
 /// The recorded failure, if it still applies to this spec and retry annotation.

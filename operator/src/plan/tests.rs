@@ -70,6 +70,22 @@ fn unavailable_targets_at_the_version_are_not_ready_but_not_stalled() {
         (False, "TargetsUnavailable".into())
     );
     assert!(!has(&decision.status, STALLED));
+    assert!(
+        has(&decision.status, RECONCILING),
+        "kstatus reads a release whose targets are still coming up as in progress"
+    );
+    assert!(decision.actions.is_empty());
+
+    // Past its progress deadline the target has failed (kstatus says so of the Deployment):
+    // Stalled, so a Flux health check fails instead of waiting for its timeout.
+    let frontend = observed.deployments.get_mut("frontend").unwrap();
+    frontend.deadline_exceeded = true;
+    let decision = decide(&release("1.0"), &observed);
+    assert_eq!(
+        ready(&decision.status),
+        (False, "TargetsUnavailable".into())
+    );
+    assert!(has(&decision.status, STALLED) && !has(&decision.status, RECONCILING));
     assert!(decision.actions.is_empty());
 }
 
