@@ -195,9 +195,10 @@ build_control_plane() {
   finish "$tmp" "$dir"
 }
 
-# One build at a time per cache (parallel test processes on a cold cache wait for the first).
+# One build of each kind at a time per cache (parallel test processes on a cold cache wait
+# for the first); different kinds build side by side (scripts/test.sh overlaps them).
 mkdir -p "$cache"
-exec 9>"$cache/.lock"
+exec 9>"$cache/.lock${1:+-${1#--}}"
 flock 9
 
 case "${1:-}" in
