@@ -1,5 +1,7 @@
-//! The kube-runtime wiring: watch AppReleases, the Jobs they own and the Deployments and
-//! StatefulSets they target; reconcile each AppRelease by observe → decide → act; retry failures with backoff.
+//! The kube-runtime wiring: watch AppReleases, the Jobs they own (and those Jobs' pods), the
+//! Deployments and StatefulSets they target and the requests naming them, into the caches a
+//! reconcile reads (`crate::cache`); reconcile each AppRelease by observe → decide → act;
+//! retry failures with backoff.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +10,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::{
@@ -25,6 +28,7 @@ use crate::api::{
     AppRelease, AppReleaseBackup, AppReleaseRestore, FIELD_MANAGER, ReleaseRequest, TargetKind,
 };
 use crate::backoff::Backoff;
+use crate::cache::{Caches, Index, trim};
 use crate::jobs::build::{MANAGED_BY, RELEASE_LABEL};
 use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{Census, ErrorLabels, Metrics, ResultLabels};
@@ -71,6 +75,8 @@ pub struct Context {
     pub notifier: Notifier,
     /// The AppReleases woken and waiting for their reconcile.
     pub waiting: Arc<Waiting>,
+    /// What reconciles read instead of the API.
+    pub caches: Arc<Caches>,
 }
 
 /// Runs the controller until `shutdown` is requested and the reconciles in flight have
@@ -88,6 +94,7 @@ pub async fn run(
 ) {
     let releases: Api<Guarded> = scoped(&client, &settings.namespace);
     let jobs: Api<Job> = scoped(&client, &settings.namespace);
+    let pods: Api<Pod> = scoped(&client, &settings.namespace);
     let deployments: Api<Deployment> = scoped(&client, &settings.namespace);
     let stateful_sets: Api<StatefulSet> = scoped(&client, &settings.namespace);
     let backups: Api<AppReleaseBackup> = scoped(&client, &settings.namespace);
@@ -102,9 +109,11 @@ pub async fn run(
     // (the controller's trigger backoff covers the stream), applied objects as triggers.
     let (store, writer) = reflector::store::<Guarded>();
     let waiting = Arc::new(Waiting::new(metrics.queue_depth.clone()));
+    let caches = Arc::new(Caches::default());
     let mut on_ready = Some(on_ready);
     let triggers = watcher(releases, watcher::Config::default())
         .reflect(writer)
+        .inspect(following(&caches.releases))
         .inspect(move |event| {
             // The writer has applied InitDone by now: the store holds every AppRelease.
             if let Ok(watcher::Event::InitDone) = event
@@ -122,6 +131,17 @@ pub async fn run(
                 }
             }
         });
+    // No AppRelease is reconciled before the other caches hold their first list: until then
+    // a target or a Job would look missing. Their watches run meanwhile (the controller polls
+    // every trigger stream at once); the AppReleases' starts after them.
+    let triggers = futures::stream::once({
+        let caches = caches.clone();
+        async move {
+            caches.wait_synced().await;
+            triggers
+        }
+    })
+    .flatten();
     let controller = Controller::for_stream(triggers, store.clone());
     // Until this returns or is dropped: a term of leadership.
     let _counting = metrics.count_releases({
@@ -143,6 +163,7 @@ pub async fn run(
         releases: store.clone(),
         notifier: notifier.clone(),
         waiting: waiting.clone(),
+        caches: caches.clone(),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     // Requests naming no existing AppRelease are told so by a controller of their own: the
@@ -153,27 +174,73 @@ pub async fn run(
     );
     let releases_controller = controller
         // By label, not `owns`: a data Job runs without an owner reference (see jobs::build).
-        .watches(jobs, watcher::Config::default().labels(&managed), {
-            let waiting = waiting.clone();
-            move |job| waiting.woke(job_release(job))
-        })
-        .watches(deployments, watcher::Config::default(), {
-            let (store, waiting) = (store.clone(), waiting.clone());
-            move |d| waiting.woke(releases_targeting(&store, TargetKind::Deployment, &d))
-        })
-        .watches(stateful_sets, watcher::Config::default(), {
-            let waiting = waiting.clone();
-            move |s| waiting.woke(releases_targeting(&store, TargetKind::StatefulSet, &s))
-        })
+        .watches_stream(
+            cached(
+                jobs,
+                watcher::Config::default().labels(&managed),
+                trim::job,
+                &caches.jobs,
+            ),
+            {
+                let waiting = waiting.clone();
+                move |job| waiting.woke(job_release(job))
+            },
+        )
+        // Only cached: a Job's own change wakes its release, and a finished Job's pods are
+        // read from the API if their watch is behind (`k8s::observe`).
+        .watches_stream(
+            cached(
+                pods,
+                watcher::Config::default().labels(RELEASE_LABEL),
+                trim::pod,
+                &caches.pods,
+            ),
+            |_| None,
+        )
+        .watches_stream(
+            cached(
+                deployments,
+                watcher::Config::default(),
+                trim::deployment,
+                &caches.deployments,
+            ),
+            {
+                let (caches, waiting) = (caches.clone(), waiting.clone());
+                move |d| waiting.woke(releases_targeting(&caches, TargetKind::Deployment, &d))
+            },
+        )
+        .watches_stream(
+            cached(
+                stateful_sets,
+                watcher::Config::default(),
+                trim::stateful_set,
+                &caches.stateful_sets,
+            ),
+            {
+                let (caches, waiting) = (caches.clone(), waiting.clone());
+                move |s| waiting.woke(releases_targeting(&caches, TargetKind::StatefulSet, &s))
+            },
+        )
         // An on-demand request wakes the release it names.
-        .watches(backups, watcher::Config::default(), {
-            let waiting = waiting.clone();
-            move |b: AppReleaseBackup| waiting.woke(named_release(&b, &b.spec.release))
-        })
-        .watches(restores, watcher::Config::default(), {
-            let waiting = waiting.clone();
-            move |r: AppReleaseRestore| waiting.woke(named_release(&r, &r.spec.release))
-        })
+        .watches_stream(
+            cached(backups, watcher::Config::default(), |_| {}, &caches.backups),
+            {
+                let waiting = waiting.clone();
+                move |b: AppReleaseBackup| waiting.woke(named_release(&b, &b.spec.release))
+            },
+        )
+        .watches_stream(
+            cached(
+                restores,
+                watcher::Config::default(),
+                |_| {},
+                &caches.restores,
+            ),
+            {
+                let waiting = waiting.clone();
+                move |r: AppReleaseRestore| waiting.woke(named_release(&r, &r.spec.release))
+            },
+        )
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.requested())
         .run(reconcile, error_policy, context)
@@ -209,14 +276,50 @@ where
 
 /// The other AppReleases of the release's namespace, from the cache.
 fn peers(ctx: &Context, release: &AppRelease) -> Vec<plan::Peer> {
-    let namespace = release.namespace();
-    ctx.releases
-        .state()
+    let namespace = release.namespace().unwrap_or_default();
+    ctx.caches
+        .releases_in(&namespace)
         .iter()
-        .filter_map(|guarded| guarded.0.as_ref().ok())
-        .filter(|r| r.namespace() == namespace && r.uid() != release.uid())
-        .map(k8s::observe::peer)
+        .filter_map(|name| ctx.releases.get(&ObjectRef::new(name).within(&namespace)))
+        .filter_map(|guarded| guarded.0.as_ref().ok().cloned())
+        .filter(|r| r.uid() != release.uid())
+        .map(|r| k8s::observe::peer(&r))
         .collect()
+}
+
+/// A watch whose objects are trimmed and followed by `index`, as a trigger stream.
+fn cached<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    index: &Index<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, config)
+        .modify(trim)
+        .inspect(following(index))
+        .touched_objects()
+}
+
+/// Applies each event of a watch to `index`.
+fn following<K>(index: &Index<K>) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + use<K>
+where
+    K: Resource + Clone,
+{
+    let index = index.clone();
+    move |event| {
+        if let Ok(event) = event {
+            index.apply(event);
+        }
+    }
 }
 
 /// The AppRelease a Job of ours belongs to, from its release label.
@@ -303,23 +406,15 @@ fn named_release<K: Resource>(request: &K, release: &str) -> Option<ObjectRef<Gu
 /// The AppReleases that list a workload (a Deployment or a StatefulSet: `kind`) among their
 /// targets, so that a rollout's progress wakes them.
 fn releases_targeting<K: Resource>(
-    store: &Store<Guarded>,
+    caches: &Caches,
     kind: TargetKind,
     workload: &K,
 ) -> Vec<ObjectRef<Guarded>> {
-    let (name, namespace) = (workload.name_any(), workload.namespace());
-    store
-        .state()
+    let namespace = workload.namespace().unwrap_or_default();
+    caches
+        .releases_targeting(&namespace, kind, &workload.name_any())
         .iter()
-        .filter_map(|guarded| guarded.0.as_ref().ok())
-        .filter(|r| {
-            r.namespace() == namespace
-                && r.spec
-                    .targets
-                    .iter()
-                    .any(|t| t.kind() == kind && t.name() == name)
-        })
-        .map(|r| ObjectRef::new(&r.name_any()).within(namespace.as_deref().unwrap_or_default()))
+        .map(|name| ObjectRef::new(name).within(&namespace))
         .collect()
 }
 
@@ -367,8 +462,14 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
         // and volumes are never touched on deletion.
         return Ok(Action::await_change());
     }
-    let observed =
-        k8s::observe::observe(&ctx.client, release, peers(ctx, release), Utc::now()).await?;
+    let observed = k8s::observe::observe(
+        &ctx.client,
+        &ctx.caches,
+        release,
+        peers(ctx, release),
+        Utc::now(),
+    )
+    .await?;
     let decision = if deleting {
         plan::decide_deletion(release, &observed)
     } else {
@@ -391,6 +492,7 @@ async fn reconcile_release(release: &AppRelease, ctx: &Context) -> Result<Action
         events: &ctx.reporter,
         notifier: Some(&ctx.notifier),
         metrics: Some(&ctx.metrics),
+        expectations: Some(&ctx.caches.expectations),
     }
     .execute(release, &decision)
     .await?;
@@ -479,7 +581,7 @@ fn error_policy(guarded: Arc<Guarded>, error: &k8s::Error, ctx: Arc<Context>) ->
         })
         .inc();
     // A stale read is no failure: the cache catches up within moments.
-    let delay: Duration = if matches!(error, k8s::Error::Stale(_)) {
+    let delay: Duration = if matches!(error, k8s::Error::Stale(_) | k8s::Error::CacheBehind(_)) {
         STALE_RETRY
     } else {
         ctx.backoff.failed(&key(guarded.meta()))

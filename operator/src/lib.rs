@@ -5,13 +5,16 @@
 //! - [`api`]: the resource's types, defaults and validation (no I/O);
 //! - [`plan`]: the pure planner that decides the next step;
 //! - [`jobs`]: pure builders of the Jobs an upgrade runs;
-//! - [`k8s`]: reads snapshots from caches and carries decisions out against the API;
+//! - [`cache`]: the watch caches reconciles read, trimmed and indexed, and the operator's
+//!   own writes they must show before a decision is taken;
+//! - [`k8s`]: reads snapshots from the caches and carries decisions out against the API;
 //! - [`notify`]: upgrade milestones to a webhook, delivered in the background;
 //! - [`controller`]: the kube-runtime wiring;
 //! - [`leader`]: leader election on a Lease, so that of several replicas one writes.
 
 pub mod api;
 pub mod backoff;
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;

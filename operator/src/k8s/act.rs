@@ -3,6 +3,8 @@
 //! (Deployment or StatefulSet) is a server-side apply of a partial body under the operator's
 //! one field manager, so it owns only the image fields it sets (invariant 8).
 
+use std::time::Instant;
+
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -15,6 +17,7 @@ use crate::api::{
     AppRelease, AppReleaseBackup, AppReleaseRestore, AppReleaseStatus, FIELD_MANAGER, FINALIZER,
     RequestKind, TargetKind,
 };
+use crate::cache::{Expectations, Expected};
 use crate::jobs;
 use crate::plan::{Action, Decision, RequestUpdate};
 
@@ -31,6 +34,9 @@ pub struct Executor<'a> {
     pub notifier: Option<&'a crate::notify::Notifier>,
     /// Where the decision's telemetry and Events are counted; None counts nothing.
     pub metrics: Option<&'a crate::metrics::Metrics>,
+    /// Where the Jobs it creates and the images it applies are remembered until the caches
+    /// show them (`crate::cache::expectations`); None remembers nothing.
+    pub expectations: Option<&'a Expectations>,
 }
 
 impl Executor<'_> {
@@ -245,20 +251,31 @@ impl Executor<'_> {
                         Api::<Deployment>::namespaced(self.client.clone(), namespace)
                             .patch(deployment, &apply_params(), &body)
                             .await
-                            .map(drop)
+                            .map(|d| d.metadata.generation)
                     }
                     TargetKind::StatefulSet => {
                         Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
                             .patch(deployment, &apply_params(), &body)
                             .await
-                            .map(drop)
+                            .map(|s| s.metadata.generation)
                     }
                 };
-                applied.map_err(|source| Error::ApplyImages {
+                let generation = applied.map_err(|source| Error::ApplyImages {
                     kind: *kind,
                     name: deployment.clone(),
                     source,
-                })
+                })?;
+                if let Some(generation) = generation {
+                    self.expect(
+                        release,
+                        Expected::Generation {
+                            kind: *kind,
+                            name: deployment.clone(),
+                            generation,
+                        },
+                    );
+                }
+                Ok(())
             }
             Action::HandOver { job } => {
                 let owner = release
@@ -364,6 +381,7 @@ impl Executor<'_> {
         match api.create(&params, job).await {
             Ok(_) => {
                 info!(job = name, "created Job");
+                self.expect(release, Expected::Job { name: name.into() });
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -375,12 +393,21 @@ impl Executor<'_> {
                     return Err(Error::ForeignJob { name: name.into() });
                 }
                 debug!(job = name, "Job exists already; adopted");
+                self.expect(release, Expected::Job { name: name.into() });
                 Ok(())
             }
             Err(source) => Err(Error::CreateJob {
                 name: name.into(),
                 source,
             }),
+        }
+    }
+
+    /// Remembers a write of this reconcile until the caches show it.
+    fn expect(&self, release: &AppRelease, what: Expected) {
+        if let Some(expectations) = self.expectations {
+            let namespace = release.namespace().unwrap_or_default();
+            expectations.expect(&namespace, &release.name_any(), what, Instant::now());
         }
     }
 }

@@ -6,13 +6,10 @@ use crate::jobs::BuildError;
 /// A failure to observe or to carry out a decision. Each is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading a target workload (Deployment or StatefulSet) failed.
-    #[error("reading {kind} {name}: {source}")]
-    ReadDeployment {
-        kind: TargetKind,
-        name: String,
-        source: kube::Error,
-    },
+    /// The caches do not show one of the operator's own writes yet (`crate::cache`): nothing
+    /// was decided, and it is reconciled again in a moment.
+    #[error("waiting for the watch caches to show {0}")]
+    CacheBehind(String),
     /// Listing the release's Jobs or pods failed.
     #[error("listing {kind}: {source}")]
     List {
@@ -68,7 +65,7 @@ impl Error {
     /// A short, stable name for metrics labels.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::ReadDeployment { .. } => "read_deployment",
+            Error::CacheBehind(_) => "cache_behind",
             Error::List { .. } => "list",
             Error::WriteStatus(_) => "write_status",
             Error::Stale(_) => "stale",

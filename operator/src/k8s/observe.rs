@@ -1,12 +1,14 @@
 //! Reads what one AppRelease depends on — its target Deployments and StatefulSets, its Jobs
-//! and their pods — and turns it into the planner's plain `Observed` snapshot.
+//! and their pods, the requests naming it — and turns it into the planner's plain `Observed`
+//! snapshot.
 //!
-//! The snapshot is read fresh from the API server on every reconcile rather than from
-//! watch caches: a cache can lag behind the operator's own last write (a Job it just created,
-//! an image it just applied), and the planner must never act on a state older than its own
-//! status. The watches still exist — in the controller — but only to wake it up.
+//! Everything comes from the watch caches (`crate::cache`, which says why that is safe), so
+//! that a reconcile costs no read; the API is asked only for what no cache holds and only
+//! while it matters: the pods of a StatefulSet in the middle of a rollout, the autoscalers of
+//! an offline release, and the requests once the cache shows one for the release.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -21,24 +23,37 @@ use crate::api::{
     AppRelease, AppReleaseBackup, AppReleaseRestore, RequestKind, RequestStatus, RolloutStrategy,
     Target, TargetKind,
 };
-use crate::jobs::build::{RELEASE_LABEL, RELEASE_UID_LABEL};
+use crate::cache::Caches;
+use crate::jobs::build::RELEASE_UID_LABEL;
 use crate::plan::{DeploymentState, JobOutcome, JobState, Observed, Peer, PodState, Request};
 
 use super::error::Error;
 
-/// Reads the snapshot for `release` at time `now`. The other AppReleases of its namespace
-/// (`peers`) come from the controller's cache: claims change rarely, and a claim the cache
-/// does not show yet belongs to a release created later, which does not win it.
+/// Reads the snapshot for `release` at time `now`, or says which of the operator's own
+/// writes the caches do not show yet (`Error::CacheBehind`: nothing is decided then). The
+/// other AppReleases of its namespace (`peers`) come from the controller's cache: claims
+/// change rarely, and a claim the cache does not show yet belongs to a release created
+/// later, which does not win it.
 pub async fn observe(
     client: &Client,
+    caches: &Caches,
     release: &AppRelease,
     peers: Vec<Peer>,
     now: DateTime<Utc>,
 ) -> Result<Observed, Error> {
     let namespace = release.namespace().unwrap_or_default();
+    let name = release.name_any();
+    if let Some(awaited) = caches
+        .expectations
+        .unmet(&namespace, &name, Instant::now(), |what| {
+            caches.shows(&namespace, what)
+        })
+    {
+        return Err(Error::CacheBehind(awaited.to_string()));
+    }
     let mut deployments = BTreeMap::new();
     for target in &release.spec.targets {
-        if let Some(state) = read_target(client, &namespace, target).await? {
+        if let Some(state) = read_target(client, caches, &namespace, target).await? {
             deployments.insert(target.name().to_string(), state);
         }
     }
@@ -46,34 +61,35 @@ pub async fn observe(
         note_autoscalers(client, &namespace, &mut deployments).await?;
     }
 
-    let selector = format!("{RELEASE_LABEL}={}", release.name_any());
-    let params = ListParams::default().labels(&selector);
-    let jobs = Api::<Job>::namespaced(client.clone(), &namespace)
-        .list(&params)
-        .await
-        .map_err(|source| Error::List {
-            kind: "Jobs",
-            source,
-        })?;
-    let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
-        .list(&params)
-        .await
-        .map_err(|source| Error::List {
-            kind: "Pods",
-            source,
-        })?;
-    let jobs = jobs
-        .items
+    let mut pods: Vec<Pod> = caches
+        .pods
+        .keyed(&namespace, &name)
         .iter()
-        // Only this AppRelease's Jobs: a same-named leftover of a deleted namesake is not ours.
-        .filter(|job| belongs_to(job, release))
-        .map(|job| {
-            let mut state = job_state(job, &pods.items);
-            state.owned = owned_by(job, release);
-            (job.name_any(), state)
-        })
+        .map(|pod| Pod::clone(pod))
         .collect();
-    let requests = read_requests(client, &namespace, &release.name_any()).await?;
+    let mut jobs = BTreeMap::new();
+    // Only this AppRelease's Jobs: a same-named leftover of a deleted namesake is not ours.
+    for job in caches.jobs.keyed(&namespace, &name) {
+        if !belongs_to(&job, release) {
+            continue;
+        }
+        let mut state = job_state(&job, &pods);
+        if lacks_final_pod(&state, &job, &pods, now) {
+            pods.extend(read_job_pods(client, &namespace, &job.name_any()).await?);
+            state = job_state(&job, &pods);
+        }
+        state.owned = owned_by(&job, release);
+        jobs.insert(job.name_any(), state);
+    }
+    // Requests are rare: when the cache shows none for this release there are none, or one
+    // so new that its watch event will wake the release again.
+    let requests = if caches.backups.names(&namespace, &name).is_empty()
+        && caches.restores.names(&namespace, &name).is_empty()
+    {
+        Vec::new()
+    } else {
+        read_requests(client, &namespace, &name).await?
+    };
     Ok(Observed {
         now,
         deployments,
@@ -83,8 +99,35 @@ pub async fn observe(
     })
 }
 
-/// The on-demand backups and restores of the namespace that name this release. Read fresh,
-/// like the rest: a cache could still show as pending a request whose refusal the operator
+/// A Job that just finished while the pod cache shows none of its pods finished: the two
+/// watches are not ordered, and the pod's termination message (a backup's report) must not
+/// be missed, so they are read from the API then. A Job finished longer ago than
+/// `cache::expectations::TIMEOUT` is trusted to the cache: its pods may be gone for good.
+fn lacks_final_pod(state: &JobState, job: &Job, pods: &[Pod], now: DateTime<Utc>) -> bool {
+    let recent = state.finished_at.is_some_and(|at| {
+        (now - at)
+            .to_std()
+            .is_ok_and(|age| age < crate::cache::expectations::TIMEOUT)
+            || at > now
+    });
+    recent && !pods_of(&job.name_any(), pods).any(|pod| first_terminated(pod).is_some())
+}
+
+/// The pods of the Job `name`, from the API.
+async fn read_job_pods(client: &Client, namespace: &str, name: &str) -> Result<Vec<Pod>, Error> {
+    let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"));
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map(|list| list.items)
+        .map_err(|source| Error::List {
+            kind: "Pods",
+            source,
+        })
+}
+
+/// The on-demand backups and restores of the namespace that name this release. Read fresh:
+/// a cache could still show as pending a request whose refusal the operator
 /// just wrote, and a restore must never run after it was refused.
 async fn read_requests(
     client: &Client,
@@ -200,32 +243,24 @@ pub fn peer(release: &AppRelease) -> Peer {
     }
 }
 
-/// Reads one target as the kind it names; None when it does not exist. The pods of a
-/// StatefulSet are read only while it is not rolled out: only then can one be stuck (see
-/// `DeploymentState::stuck_pods`), and a release at rest costs no extra request.
+/// One target as the kind it names, from the cache; None when it does not exist. The pods
+/// of a StatefulSet are read (from the API: no cache holds other workloads' pods) only while
+/// it is not rolled out: only then can one be stuck (see `DeploymentState::stuck_pods`), and
+/// a release at rest costs no request.
 async fn read_target(
     client: &Client,
+    caches: &Caches,
     namespace: &str,
     target: &Target,
 ) -> Result<Option<DeploymentState>, Error> {
     let name = target.name();
-    let failed = |source| Error::ReadDeployment {
-        kind: target.kind(),
-        name: name.to_string(),
-        source,
-    };
     match target.kind() {
-        TargetKind::Deployment => Ok(Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(failed)?
+        TargetKind::Deployment => Ok(caches
+            .deployments
+            .get(namespace, name)
             .map(|d| deployment_state(&d))),
         TargetKind::StatefulSet => {
-            let Some(set) = Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map_err(failed)?
-            else {
+            let Some(set) = caches.stateful_sets.get(namespace, name) else {
                 return Ok(None);
             };
             let mut state = stateful_set_state(&set);
@@ -411,7 +446,7 @@ fn image_managers(metadata: &kube::api::ObjectMeta) -> BTreeMap<String, Vec<Stri
 }
 
 /// The annotation `kubectl logs` and `kubectl exec` read to pick a pod's main container.
-const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// What the planner needs of a Job: its outcome from the Complete/Failed conditions, and the
 /// termination message of its newest pod (a backup's report, or a failure's last log lines).
@@ -454,18 +489,9 @@ pub fn job_state(job: &Job, pods: &[Pod]) -> JobState {
 
 /// The first container's termination message of the Job's newest finished pod.
 fn termination_message(job: &str, pods: &[Pod]) -> Option<String> {
-    pods.iter()
-        .filter(|pod| {
-            let labels = pod.labels();
-            labels
-                .get("batch.kubernetes.io/job-name")
-                .or_else(|| labels.get("job-name"))
-                .map(String::as_str)
-                == Some(job)
-        })
+    pods_of(job, pods)
         .filter_map(|pod| {
-            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-            let terminated = statuses.first()?.state.as_ref()?.terminated.as_ref()?;
+            let terminated = first_terminated(pod)?;
             Some((
                 terminated.finished_at.as_ref().map(to_chrono),
                 terminated.message.clone(),
@@ -473,6 +499,24 @@ fn termination_message(job: &str, pods: &[Pod]) -> Option<String> {
         })
         .max_by_key(|(finished, _)| *finished)
         .and_then(|(_, message)| message)
+}
+
+/// The pods of the Job `job`, by the label the Job controller gives them.
+fn pods_of<'a>(job: &'a str, pods: &'a [Pod]) -> impl Iterator<Item = &'a Pod> {
+    pods.iter().filter(move |pod| {
+        let labels = pod.labels();
+        labels
+            .get("batch.kubernetes.io/job-name")
+            .or_else(|| labels.get("job-name"))
+            .map(String::as_str)
+            == Some(job)
+    })
+}
+
+/// The final state of the pod's first container, once it has ended.
+fn first_terminated(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.first()?.state.as_ref()?.terminated.as_ref()
 }
 
 #[cfg(test)]

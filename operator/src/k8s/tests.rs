@@ -124,6 +124,7 @@ async fn run(client: Client, release: AppRelease, decision: Decision) -> Result<
         events: &reporter,
         notifier: None,
         metrics: None,
+        expectations: None,
     }
     .execute(&release, &decision)
     .await

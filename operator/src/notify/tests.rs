@@ -756,6 +756,7 @@ async fn milestones_are_notified_only_after_their_status_is_written() {
         events: &operator.reporter,
         notifier: Some(&operator.notifier),
         metrics: None,
+        expectations: None,
     };
     operator.api.lock().status_code = Some(409);
     let result = executor.execute(&release, &decision).await;
