@@ -274,16 +274,24 @@ where
     }
 }
 
-/// The other AppReleases of the release's namespace, from the cache.
+/// The other AppReleases of the release's namespace that list one of its targets, from the
+/// cache: the only ones a claim can be about (`plan::claims`).
 fn peers(ctx: &Context, release: &AppRelease) -> Vec<plan::Peer> {
     let namespace = release.namespace().unwrap_or_default();
-    ctx.caches
-        .releases_in(&namespace)
+    let names: std::collections::BTreeSet<String> = release
+        .spec
+        .targets
+        .iter()
+        .flat_map(|t| {
+            ctx.caches
+                .releases_targeting(&namespace, t.kind(), t.name())
+        })
+        .filter(|name| *name != release.name_any())
+        .collect();
+    names
         .iter()
         .filter_map(|name| ctx.releases.get(&ObjectRef::new(name).within(&namespace)))
-        .filter_map(|guarded| guarded.0.as_ref().ok().cloned())
-        .filter(|r| r.uid() != release.uid())
-        .map(|r| k8s::observe::peer(&r))
+        .filter_map(|guarded| guarded.0.as_ref().ok().map(k8s::observe::peer))
         .collect()
 }
 

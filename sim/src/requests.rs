@@ -122,10 +122,48 @@ impl RequestLog {
         self.lock().recent.iter().cloned().collect()
     }
 
+    /// The most recent requests, oldest first, removed from the log: a caller that takes
+    /// them often enough (before `LOG_LIMIT` more arrive) sees every request once.
+    pub fn take(&self) -> Vec<RequestRecord> {
+        self.lock().recent.drain(..).collect()
+    }
+
     /// Clears counts and log.
     pub fn reset(&self) {
         let mut s = self.lock();
         s.counts.clear();
         s.recent.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str) -> RequestRecord {
+        RequestRecord {
+            verb: "get".into(),
+            resource: "pods".into(),
+            group: String::new(),
+            namespace: "a".into(),
+            name: name.into(),
+            user_agent: "test".into(),
+            code: 200,
+        }
+    }
+
+    #[test]
+    fn take_hands_out_each_request_once_and_keeps_the_counts() {
+        let log = RequestLog::default();
+        log.record(request("one"));
+        log.record(request("two"));
+        let names = |records: Vec<RequestRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(names(log.take()), ["one", "two"]);
+        log.record(request("three"));
+        assert_eq!(names(log.take()), ["three"]);
+        assert!(log.take().is_empty());
+        assert_eq!(log.count("get", "pods"), 3);
     }
 }

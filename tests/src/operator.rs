@@ -139,6 +139,14 @@ impl Operator {
         })
     }
 
+    /// The process id of the running operator binary (None when it runs as a container).
+    pub fn pid(&self) -> Option<u32> {
+        self.image
+            .is_none()
+            .then(|| self.child.as_ref().map(Child::id))
+            .flatten()
+    }
+
     /// This replica's name in the Lease.
     pub fn identity(&self) -> &str {
         &self.identity

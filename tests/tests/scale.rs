@@ -52,5 +52,26 @@ async fn s10_a_hundred_releases_upgrade_at_once() -> anyhow::Result<()> {
         );
     }
     assert_eq!(inspect::each_job_ran_once(&s.cluster).await?, 100);
+    // Reconciles read their snapshots from the watch caches: what the operator read of
+    // workloads, Jobs and pods is its watches' own lists, and now and then the pods of a
+    // backup Job that finished before their watch showed it (operator/src/k8s/observe.rs),
+    // not two or three reads for every reconcile of every release as when it read fresh.
+    let reads: Vec<_> = s
+        .cluster
+        .requests()
+        .expect("a request log on both backends")
+        .into_iter()
+        .filter(|r| r.user_agent.contains("apprelease-operator"))
+        .filter(|r| matches!(r.verb.as_str(), "get" | "list"))
+        .filter(|r| ["deployments", "jobs", "pods"].contains(&r.resource.as_str()))
+        .map(|r| (r.verb, r.resource, r.name))
+        .collect();
+    assert!(
+        !reads
+            .iter()
+            .any(|(verb, resource, _)| verb == "get" && resource == "deployments"),
+        "{reads:?}"
+    );
+    assert!(reads.len() < 25, "{} reads: {reads:?}", reads.len());
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The watch caches a reconcile reads from instead of the API server: the target workloads,
 //! the operator's Jobs and their pods, the on-demand requests, and the AppReleases' names by
-//! namespace and by target (the AppRelease objects themselves are in kube-runtime's store,
+//! target (the AppRelease objects themselves are in kube-runtime's store,
 //! which the controller needs). Objects are kept trimmed (`trim`), and indexed (`index`).
 //!
 //! Why a cached read cannot make the operator act twice:
@@ -33,9 +33,6 @@ pub use index::Index;
 /// An AppRelease as the watch delivers it (see `controller::Guarded`).
 type Guarded = kube::core::error_boundary::DeserializeGuard<AppRelease>;
 
-/// The key under which every AppRelease of a namespace is found (its peers).
-const ALL: &str = "";
-
 /// Every cache the reconciles read.
 pub struct Caches {
     /// Deployments, trimmed.
@@ -50,7 +47,7 @@ pub struct Caches {
     pub backups: Index<AppReleaseBackup>,
     /// On-demand restores, by the release they name.
     pub restores: Index<AppReleaseRestore>,
-    /// The AppReleases' names, by namespace and by target.
+    /// The AppReleases' names, by target.
     pub releases: Index<Guarded>,
     /// The operator's writes the caches do not show yet.
     pub expectations: Expectations,
@@ -108,11 +105,6 @@ impl Caches {
         }
     }
 
-    /// The names of the AppReleases of `namespace`.
-    pub fn releases_in(&self, namespace: &str) -> Vec<String> {
-        self.releases.names(namespace, ALL)
-    }
-
     /// The names of the AppReleases of `namespace` that list the workload among their targets.
     pub fn releases_targeting(&self, namespace: &str, kind: TargetKind, name: &str) -> Vec<String> {
         self.releases.names(namespace, &target_key(kind, name))
@@ -128,19 +120,14 @@ fn release_label<K: ResourceExt>(object: &K) -> Vec<String> {
         .collect()
 }
 
-/// Every AppRelease under `ALL`, and a valid one under each of its targets.
+/// A valid AppRelease under each of its targets.
 fn release_keys(guarded: &Guarded) -> Vec<String> {
-    let mut keys = vec![ALL.to_string()];
-    if let Ok(release) = &guarded.0 {
-        keys.extend(
-            release
-                .spec
-                .targets
-                .iter()
-                .map(|t| target_key(t.kind(), t.name())),
-        );
-    }
-    keys
+    let targets = guarded.0.as_ref().map(|r| r.spec.targets.as_slice());
+    targets
+        .unwrap_or_default()
+        .iter()
+        .map(|t| target_key(t.kind(), t.name()))
+        .collect()
 }
 
 fn target_key(kind: TargetKind, name: &str) -> String {

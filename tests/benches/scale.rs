@@ -1,0 +1,474 @@
+//! The operator at scale: N AppReleases (one Deployment each, no Jobs) in one namespace, the
+//! operator started cold against them, left idle, then upgraded — a few releases one at a
+//! time, then a thousand at once. Prints the figures of BENCHMARKS.md's scale table.
+//!
+//!     cargo bench -p apprelease-e2e --bench scale -- 1000 3000
+//!     APPRELEASE_E2E_BACKEND=control-plane cargo bench -p apprelease-e2e --bench scale -- 1000
+//!
+//! The sizes are the arguments (default 1000). `APPRELEASE_SCALE_IDLE` is the idle phase in
+//! seconds (default 60). A release build (what `cargo bench` makes) of the operator is run as
+//! the scenarios run it; its requests come from the simulator's request log or the control
+//! plane's audit log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use apprelease_e2e::fixtures::{self, Jobs, REPOSITORY, V1, V2};
+use apprelease_e2e::{Cluster, Operator, Options, inspect};
+use apprelease_operator::api::AppRelease;
+use apprelease_operator::api::conditions::ConditionStatus;
+use apprelease_sim::requests::RequestRecord;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+/// Releases upgraded one at a time, for the latency at rest and the cost of one upgrade.
+const PROBES: usize = 20;
+/// Releases upgraded at once.
+const MASS: usize = 1000;
+/// Requests the harness sends at the same time while it sets things up or upgrades.
+const PARALLEL: usize = 16;
+/// Longest any phase may take.
+const PATIENCE: Duration = Duration::from_secs(1800);
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() { vec![1000] } else { sizes };
+    let idle = Duration::from_secs(
+        std::env::var("APPRELEASE_SCALE_IDLE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    for n in sizes {
+        Box::pin(run(n, idle)).await?;
+    }
+    Ok(())
+}
+
+async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
+    anyhow::ensure!(n > PROBES, "at least {} releases", PROBES + 1);
+    let cluster = Cluster::start(&format!("scale-{n}")).await?;
+    let t = Instant::now();
+    create(&cluster, n).await?;
+    println!(
+        "{n} releases on {}: created in {:.1} s",
+        cluster.backend.name(),
+        t.elapsed().as_secs_f64()
+    );
+    let tracker = Tracker::start(&cluster);
+    let mut log = OperatorRequests::new(&cluster);
+    log.phase();
+
+    // Cold start.
+    let started = Instant::now();
+    let operator = Operator::start_with(
+        &cluster,
+        Options {
+            log_filter: Some("warn".into()),
+            ..Default::default()
+        },
+    )?;
+    let pid = operator.pid().expect("the binary, not the image");
+    tracker
+        .wait(|states| states.values().filter(|s| s.ready_at(V1)).count() == n)
+        .await?;
+    let cold = started.elapsed();
+    let cold_requests = log.phase();
+    let settled = memory(pid)?;
+    println!(
+        "cold start to all {n} Ready: {:.1} s; operator requests {}; status writes per release {:.2}, reads per release {:.2}",
+        cold.as_secs_f64(),
+        summary(&cold_requests),
+        count(&cold_requests, |r| r.resource == "appreleases/status"
+            && is_write(r)) as f64
+            / n as f64,
+        count(&cold_requests, is_read) as f64 / n as f64,
+    );
+    println!(
+        "memory settled: RSS {:.1} MiB",
+        settled.rss_kib as f64 / 1024.0
+    );
+
+    // Idle.
+    tokio::time::sleep(idle).await;
+    let idle_requests = log.phase();
+    println!(
+        "idle for {} s: {} requests ({:.0} a minute) {}",
+        idle.as_secs(),
+        idle_requests.len(),
+        idle_requests.len() as f64 * 60.0 / idle.as_secs_f64(),
+        summary(&idle_requests)
+    );
+
+    // One upgrade at a time.
+    let mut latencies = Vec::new();
+    for i in 0..PROBES {
+        let name = release_name(i);
+        let (generation, at) = set_version(&cluster, &name, V2).await?;
+        let seen = tracker.observed(&name, generation).await?;
+        latencies.push(seen.saturating_duration_since(at));
+        tracker
+            .wait(|states| states.get(&name).is_some_and(|s| s.ready_at(V2)))
+            .await?;
+    }
+    let probe_requests = log.phase();
+    println!(
+        "first write after a spec change, at rest: p50 {} p99 {} (of {PROBES})",
+        ms(percentile(&latencies, 50)),
+        ms(percentile(&latencies, 99)),
+    );
+    println!(
+        "one upgrade (one target, no Jobs): {:.1} reads, {:.1} writes ({}); {}",
+        count(&probe_requests, is_read) as f64 / PROBES as f64,
+        count(&probe_requests, is_write) as f64 / PROBES as f64,
+        per_upgrade(&probe_requests),
+        summary(&probe_requests),
+    );
+
+    // A thousand at once.
+    let mass: Vec<String> = (PROBES..n.min(PROBES + MASS)).map(release_name).collect();
+    let started = Instant::now();
+    let patched: Vec<(String, i64, Instant)> = futures::stream::iter(mass.clone())
+        .map(|name| {
+            let cluster = &cluster;
+            async move {
+                let (generation, at) = set_version(cluster, &name, V2).await?;
+                anyhow::Ok((name, generation, at))
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    let mut latencies = Vec::new();
+    for (name, generation, at) in &patched {
+        let seen = tracker.observed(name, *generation).await?;
+        latencies.push(seen.saturating_duration_since(*at));
+    }
+    tracker
+        .wait(|states| {
+            mass.iter()
+                .all(|m| states.get(m).is_some_and(|s| s.ready_at(V2)))
+        })
+        .await?;
+    let all = started.elapsed();
+    let mass_requests = log.phase();
+    let peak = memory(pid)?;
+    println!(
+        "{} upgraded at once: all Ready in {:.1} s; first write after the spec change p50 {} p99 {} max {}; {}",
+        mass.len(),
+        all.as_secs_f64(),
+        ms(percentile(&latencies, 50)),
+        ms(percentile(&latencies, 99)),
+        ms(percentile(&latencies, 100)),
+        summary(&mass_requests),
+    );
+    println!(
+        "memory after: RSS {:.1} MiB, peak {:.1} MiB",
+        peak.rss_kib as f64 / 1024.0,
+        peak.peak_kib as f64 / 1024.0
+    );
+    drop(operator);
+    Ok(())
+}
+
+fn release_name(i: usize) -> String {
+    format!("app-{i:05}")
+}
+
+/// N Deployments at V1 and an AppRelease for each.
+async fn create(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    futures::stream::iter((0..n).map(release_name))
+        .map(|name| {
+            let deployments = deployments.clone();
+            async move {
+                let body = json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                            "spec": {"securityContext": fixtures::restricted_pod(), "containers": [{
+                                "name": "app", "image": format!("{REPOSITORY}:{V1}"),
+                                "securityContext": fixtures::restricted_container()}]}}}
+                });
+                deployments
+                    .patch(&name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
+                    .await?;
+                let mut release = fixtures::release(cluster, &name, V1, &Jobs::default());
+                release.spec.targets.truncate(1);
+                release.spec.targets[0].deployment = Some(name.clone());
+                release.spec.targets[0].containers = None;
+                release.spec.backup = None;
+                release.spec.migration = None;
+                release.spec.verify = None;
+                fixtures::apply(cluster, &release).await
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Sets the version; returns the generation it gave the AppRelease and when it was answered.
+async fn set_version(
+    cluster: &Cluster,
+    name: &str,
+    version: &str,
+) -> anyhow::Result<(i64, Instant)> {
+    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let patched = api
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": version}})),
+        )
+        .await?;
+    Ok((patched.metadata.generation.unwrap_or(0), Instant::now()))
+}
+
+/// What the harness's own watch has seen of one AppRelease.
+#[derive(Default)]
+struct State {
+    current: Option<String>,
+    ready: bool,
+    observed_generation: i64,
+    /// When each observed generation was first seen.
+    first_seen: BTreeMap<i64, Instant>,
+}
+
+impl State {
+    fn ready_at(&self, version: &str) -> bool {
+        self.ready && self.current.as_deref() == Some(version)
+    }
+}
+
+/// The AppReleases of the namespace as a watch of the harness shows them.
+struct Tracker {
+    states: Arc<Mutex<HashMap<String, State>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tracker {
+    fn start(cluster: &Cluster) -> Self {
+        let states: Arc<Mutex<HashMap<String, State>>> = Arc::default();
+        let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+        let task = tokio::spawn({
+            let states = states.clone();
+            async move {
+                let mut releases = std::pin::pin!(
+                    watcher(api, watcher::Config::default())
+                        .default_backoff()
+                        .applied_objects()
+                );
+                while let Some(Ok(release)) = releases.next().await {
+                    let now = Instant::now();
+                    let status = release.status.clone().unwrap_or_default();
+                    let mut states = states.lock().unwrap_or_else(PoisonError::into_inner);
+                    let state = states.entry(release.name_any()).or_default();
+                    state.current = status.current_version.clone();
+                    state.ready =
+                        inspect::ready(&status).is_some_and(|(c, _)| c == ConditionStatus::True);
+                    state.observed_generation = status.observed_generation.unwrap_or(0);
+                    state
+                        .first_seen
+                        .entry(state.observed_generation)
+                        .or_insert(now);
+                }
+            }
+        });
+        Self { states, task }
+    }
+
+    /// Waits until `done` holds of the states.
+    async fn wait(
+        &self,
+        mut done: impl FnMut(&HashMap<String, State>) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if done(&self.states.lock().unwrap_or_else(PoisonError::into_inner)) {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "not within {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// When the status of `name` first showed `generation` (or a later one) as observed.
+    async fn observed(&self, name: &str, generation: i64) -> anyhow::Result<Instant> {
+        let mut at = None;
+        self.wait(|states| {
+            at = states
+                .get(name)
+                .and_then(|s| s.first_seen.range(generation..).next().map(|(_, at)| *at));
+            at.is_some()
+        })
+        .await?;
+        Ok(at.expect("seen"))
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The operator's requests in the namespace, phase by phase: from the simulator's request log
+/// (drained every 50 ms, so that none falls out of its bounded log) or the control plane's
+/// audit log. Watches aside: a watch is counted when it starts, and is no per-release cost.
+struct OperatorRequests<'a> {
+    cluster: &'a Cluster,
+    /// On the simulator: what the drain kept since the last phase.
+    drained: Arc<Mutex<Vec<RequestRecord>>>,
+    drain: Option<tokio::task::JoinHandle<()>>,
+    /// On the control plane: how many records earlier phases took.
+    taken: usize,
+}
+
+impl<'a> OperatorRequests<'a> {
+    fn new(cluster: &'a Cluster) -> Self {
+        let drained: Arc<Mutex<Vec<RequestRecord>>> = Arc::default();
+        let drain = cluster.sim().map(|sim| {
+            let (sim, drained) = (sim.cluster().clone(), drained.clone());
+            tokio::spawn(async move {
+                loop {
+                    let new: Vec<_> = sim
+                        .requests
+                        .take()
+                        .into_iter()
+                        .filter(is_operators)
+                        .collect();
+                    drained
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend(new);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        });
+        Self {
+            cluster,
+            drained,
+            drain,
+            taken: 0,
+        }
+    }
+
+    /// The operator's requests since the last call.
+    fn phase(&mut self) -> Vec<RequestRecord> {
+        match self.cluster.sim() {
+            Some(sim) => {
+                let mut drained = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
+                drained.extend(sim.requests().take().into_iter().filter(is_operators));
+                std::mem::take(&mut *drained)
+            }
+            None => {
+                let all = self.cluster.requests().unwrap_or_default();
+                let new = all[self.taken.min(all.len())..].to_vec();
+                self.taken = all.len();
+                new.into_iter().filter(is_operators).collect()
+            }
+        }
+    }
+}
+
+impl Drop for OperatorRequests<'_> {
+    fn drop(&mut self) {
+        if let Some(drain) = self.drain.take() {
+            drain.abort();
+        }
+    }
+}
+
+fn is_operators(r: &RequestRecord) -> bool {
+    r.user_agent.contains("apprelease-operator") && r.verb != "watch"
+}
+
+fn is_read(r: &RequestRecord) -> bool {
+    matches!(r.verb.as_str(), "get" | "list")
+}
+
+fn is_write(r: &RequestRecord) -> bool {
+    !is_read(r) && r.verb != "watch"
+}
+
+fn count(records: &[RequestRecord], which: impl Fn(&RequestRecord) -> bool) -> usize {
+    records.iter().filter(|r| which(r)).count()
+}
+
+/// `verb resource ×count`, most first.
+fn summary(records: &[RequestRecord]) -> String {
+    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in records {
+        *counts
+            .entry((r.verb.clone(), r.resource.clone()))
+            .or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|((verb, resource), n)| format!("{verb} {resource} ×{n}"))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The writes of the probe phase per upgrade, by resource.
+fn per_upgrade(records: &[RequestRecord]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records.iter().filter(|r| is_write(r)) {
+        *counts.entry(r.resource.clone()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(resource, n)| format!("{resource} {:.1}", *n as f64 / PROBES as f64))
+        .collect();
+    parts.join(", ")
+}
+
+/// The `p`th percentile (nearest rank); 100 is the maximum.
+fn percentile(values: &[Duration], p: usize) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The operator's resident memory now and at its peak.
+struct Memory {
+    rss_kib: u64,
+    peak_kib: u64,
+}
+
+fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Memory {
+        rss_kib: field("VmRSS:"),
+        peak_kib: field("VmHWM:"),
+    })
+}
