@@ -251,11 +251,14 @@ impl Store {
         let items = state
             .objects
             .get(key)
-            .map(|m| {
-                m.iter()
-                    .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|m| match namespace {
+                // Keys sort by namespace first: one namespace is one range, not a scan.
+                Some(ns) => m
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
                     .map(|(_, v)| v.clone())
-                    .collect()
+                    .collect(),
+                None => m.values().cloned().collect(),
             })
             .unwrap_or_default();
         (items, state.rv)
@@ -665,4 +668,47 @@ fn spec_changed(rt: &ResourceType, old: &Value, new: &Value) -> bool {
         v
     };
     strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry;
+    use serde_json::json;
+
+    #[test]
+    fn a_namespaced_list_holds_that_namespace_only_in_name_order() {
+        let store = Store::new();
+        let maps = registry::builtin("ConfigMap");
+        for ns in ["a", "ab", "b"] {
+            store
+                .create(
+                    &registry::builtin("Namespace"),
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                )
+                .unwrap();
+        }
+        // "a" sorts before "ab", whose keys follow "a"'s: the range must stop at the end of "a".
+        for (ns, name) in [("ab", "x"), ("a", "z"), ("b", "y"), ("a", "m")] {
+            store
+                .create(
+                    &maps,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": name, "namespace": ns}}),
+                )
+                .unwrap();
+        }
+        let names = |namespace: Option<&str>| -> Vec<String> {
+            store
+                .list(&maps.key(), namespace)
+                .0
+                .iter()
+                .map(|o| format!("{}/{}", meta::namespace(o), meta::name(o)))
+                .collect()
+        };
+        assert_eq!(names(Some("a")), ["a/m", "a/z"]);
+        assert_eq!(names(Some("ab")), ["ab/x"]);
+        assert!(names(Some("c")).is_empty());
+        assert_eq!(names(None), ["a/m", "a/z", "ab/x", "b/y"]);
+    }
 }
