@@ -82,6 +82,8 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         .wait(|states| states.values().filter(|s| s.ready_at(V1)).count() == n)
         .await?;
     let cold = started.elapsed();
+    // The Events of the last reconciles follow their status writes: let them land first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let cold_requests = log.phase();
     let settled = memory(pid)?;
     println!(
