@@ -64,6 +64,14 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         cluster.backend.name(),
         t.elapsed().as_secs_f64()
     );
+    // The cluster's own work (a pod for each Deployment, scheduled and started) is not the
+    // operator's: it is done before the operator starts.
+    let t = Instant::now();
+    available(&cluster, n).await?;
+    println!(
+        "all {n} Deployments available after {:.1} s more",
+        t.elapsed().as_secs_f64()
+    );
     let tracker = Tracker::start(&cluster);
     let mut log = OperatorRequests::new(&cluster);
     log.phase();
@@ -223,6 +231,31 @@ async fn create(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
+}
+
+/// Waits until all `n` Deployments of the namespace have an available replica.
+async fn available(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let list = deployments.list(&Default::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0)
+                    >= 1
+            })
+            .count();
+        if ready >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{ready} of {n} available");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Sets the version; returns the generation it gave the AppRelease and when it was answered.
