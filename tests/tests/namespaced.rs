@@ -9,7 +9,7 @@
 //! This needs the real server whatever the backend of the scenarios (the simulator enforces
 //! no RBAC): it starts the shared testbed (testbed/build.sh, `apprelease_e2e::testbed`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apprelease_e2e::cluster::{Backend, Cluster};
 use apprelease_e2e::fixtures::{self, Jobs, RELEASE, V1, V2};
@@ -38,12 +38,23 @@ async fn namespaced_operator_upgrades_with_only_a_role_and_reads_nothing_outside
     );
 
     // The harness's own checks of the grant run as the same user: only the operator's
-    // requests (its User-Agent) count.
-    let requests: Vec<_> = testbed
-        .requests_of(NAMESPACED_USER)
-        .into_iter()
-        .filter(|r| r.user_agent.starts_with("apprelease-operator/"))
-        .collect();
+    // requests (its User-Agent) count. The upgrade may take less than one renewal period
+    // (5 s): wait for the first renewal of the Lease.
+    let renewals = Instant::now() + Duration::from_secs(15);
+    let requests: Vec<_> = loop {
+        let requests: Vec<_> = testbed
+            .requests_of(NAMESPACED_USER)
+            .into_iter()
+            .filter(|r| r.user_agent.starts_with("apprelease-operator/"))
+            .collect();
+        let renewed = requests
+            .iter()
+            .any(|r| r.resource == "leases" && r.verb == "update");
+        if renewed || Instant::now() > renewals {
+            break requests;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(
         requests
             .iter()

@@ -309,6 +309,7 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
     let spec = deployment.spec.as_ref();
     let status = deployment.status.clone().unwrap_or_default();
     let containers = template_images(spec.map(|s| &s.template));
+    let owners = image_owners(&deployment.metadata);
     let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
@@ -331,7 +332,8 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
         pods: Vec::new(),
         deadline_exceeded,
         paused: spec.and_then(|s| s.paused).unwrap_or(false),
-        image_managers: image_managers(&deployment.metadata),
+        image_managers: owners.managers,
+        image_changed: owners.changed,
         default_container: spec
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
@@ -348,6 +350,7 @@ pub fn stateful_set_state(set: &StatefulSet) -> DeploymentState {
     let spec = set.spec.as_ref();
     let status = set.status.clone().unwrap_or_default();
     let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+    let owners = image_owners(&set.metadata);
     DeploymentState {
         kind: TargetKind::StatefulSet,
         containers: template_images(spec.map(|s| &s.template)),
@@ -369,7 +372,8 @@ pub fn stateful_set_state(set: &StatefulSet) -> DeploymentState {
         deadline_exceeded: false,
         paused: false,
         autoscaler: None,
-        image_managers: image_managers(&set.metadata),
+        image_managers: owners.managers,
+        image_changed: owners.changed,
         default_container: spec
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
@@ -409,11 +413,11 @@ pub fn stateful_set_pods(set: &StatefulSet, pods: &[Pod]) -> Vec<PodState> {
         .collect()
 }
 
-/// Who owns each container's image field besides the operator, newest entry first. A
-/// managedFields entry lists the container as `f:spec.f:template.f:spec.f:containers` →
-/// `k:{"name":"web"}` → `f:image` (the structured-merge-diff field set, keyed by the list's
-/// merge key `name`).
-fn image_managers(metadata: &kube::api::ObjectMeta) -> BTreeMap<String, Vec<String>> {
+/// Who owns each container's image field besides the operator, newest entry first, and when
+/// the newest of them wrote it. A managedFields entry lists the container as
+/// `f:spec.f:template.f:spec.f:containers` → `k:{"name":"web"}` → `f:image` (the
+/// structured-merge-diff field set, keyed by the list's merge key `name`).
+fn image_owners(metadata: &kube::api::ObjectMeta) -> ImageOwners {
     let mut entries: Vec<_> = metadata
         .managed_fields
         .iter()
@@ -421,7 +425,7 @@ fn image_managers(metadata: &kube::api::ObjectMeta) -> BTreeMap<String, Vec<Stri
         .filter(|e| e.manager.as_deref() != Some(crate::api::FIELD_MANAGER))
         .collect();
     entries.sort_by_key(|e| std::cmp::Reverse(e.time.as_ref().map(|t| t.0)));
-    let mut managers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut owners = ImageOwners::default();
     for entry in entries {
         let (Some(manager), Some(fields)) = (&entry.manager, &entry.fields_v1) else {
             continue;
@@ -438,11 +442,29 @@ fn image_managers(metadata: &kube::api::ObjectMeta) -> BTreeMap<String, Vec<Stri
             if let Some(name) = name
                 && set.get("f:image").is_some()
             {
-                managers.entry(name).or_default().push(manager.clone());
+                if let Some(time) = &entry.time {
+                    owners
+                        .changed
+                        .entry(name.clone())
+                        .or_insert(to_chrono(time));
+                }
+                owners
+                    .managers
+                    .entry(name)
+                    .or_default()
+                    .push(manager.clone());
             }
         }
     }
-    managers
+    owners
+}
+
+/// What `image_owners` finds: the managers of each container's image, newest first, and
+/// when the newest wrote it.
+#[derive(Default)]
+struct ImageOwners {
+    managers: BTreeMap<String, Vec<String>>,
+    changed: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// The annotation `kubectl logs` and `kubectl exec` read to pick a pod's main container.
@@ -571,6 +593,15 @@ mod tests {
         assert_eq!(
             state.image_managers["sidecar"],
             ["kubectl-client-side-apply"]
+        );
+        assert_eq!(
+            state.image_changed["backend"].to_rfc3339(),
+            "2026-11-21T12:00:00+00:00",
+            "when kubectl-set wrote it"
+        );
+        assert_eq!(
+            state.image_changed["sidecar"].to_rfc3339(),
+            "2026-11-21T10:00:00+00:00"
         );
         assert_eq!(state.default_container.as_deref(), Some("backend"));
         assert!(!state.is_rolled_out());

@@ -18,6 +18,12 @@ pub const WINDOW: Duration = Duration::from_secs(600);
 pub const MAX_REPAIRS: usize = 3;
 /// The pause before the second repair; it doubles for each one after.
 pub const FIRST_PAUSE: Duration = Duration::from_secs(30);
+/// How long after the newest change of a drifted image a repair waits: a tool that changes
+/// several targets in a row (Flux applying its whole set, a script) is let finish, so that
+/// one repair puts back everything it changed instead of each target costing a repair of
+/// the few allowed. The operator's caches may show the first target changed a moment
+/// before the others.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// The pause owed before the next repair, after `repairs` recent ones.
 pub fn pause_after(repairs: usize) -> Duration {
@@ -73,10 +79,11 @@ pub fn repair(plan: &mut Planner, wanted: &[ContainerImage]) {
         return plan.blocked("Drifted", &message);
     }
     let pause = pause_after(record.repairs.len());
-    let due = record
+    let paused_until = record
         .repairs
         .first()
         .map(|last| *last + chrono::Duration::from_std(pause).unwrap_or_default());
+    let due = paused_until.max(settled_at(&changes, plan));
     if let Some(due) = due.filter(|due| *due > plan.now()) {
         let wait = (due - plan.now()).to_std().unwrap_or_default();
         // The due time, not a countdown: the message (and so the status) stays the same
@@ -148,6 +155,23 @@ fn repairing(plan: &mut Planner, message: String) {
         None,
     );
     plan.requeue(super::decision::POLL);
+}
+
+/// When the newest change of the drifted images is `SETTLE` old. The change time is the API
+/// server's (managedFields, whole seconds); one in the future of the operator's clock is not
+/// trusted (a skewed clock must not hold a repair back), so the repair is not delayed for
+/// it. None when no change time is known.
+fn settled_at(changes: &[DriftedImage], plan: &Planner) -> Option<chrono::DateTime<chrono::Utc>> {
+    let now = plan.now();
+    changes
+        .iter()
+        .filter_map(|c| {
+            let d = plan.observed.deployments.get(&c.deployment)?;
+            d.image_changed.get(&c.container).copied()
+        })
+        .filter(|changed| *changed <= now)
+        .max()
+        .map(|changed| changed + chrono::Duration::from_std(SETTLE).unwrap_or_default())
 }
 
 /// The wanted images the cluster does not run, with what it runs and who set it.

@@ -116,6 +116,9 @@ pub struct DeploymentState {
     /// Per container, the field managers other than the operator that own its image field
     /// (from `metadata.managedFields`), most recent first: who changed an image.
     pub image_managers: BTreeMap<String, Vec<String>>,
+    /// Per container, when a field manager other than the operator last wrote its image
+    /// field (the API server's managedFields time, in whole seconds), when known.
+    pub image_changed: BTreeMap<String, DateTime<Utc>>,
     /// The container the pod template's `kubectl.kubernetes.io/default-container`
     /// annotation names, if any.
     pub default_container: Option<String>,

@@ -56,6 +56,51 @@ fn at_rest_full() -> World {
 }
 
 #[test]
+fn a_repair_waits_until_the_newest_change_has_settled_and_then_puts_back_everything() {
+    let mut world = at_rest_full();
+    // A tool changes the frontend now; its change of the backend is not seen yet.
+    hand_edit(&mut world, "ghcr.io/meet/web:0.9", "kustomize-controller");
+    let now = world.cluster.now;
+    let frontend = world.cluster.deployments.get_mut("frontend").unwrap();
+    frontend.image_changed.insert("web".into(), now);
+    let decision = world.step();
+    assert!(image_applies(&decision).is_empty(), "{decision:?}");
+    assert!(decision.requeue_after <= drift::SETTLE, "{decision:?}");
+    assert!(notes(&world, "DriftRepaired").is_empty());
+    assert!(message(world.status()).contains("putting it back at"));
+
+    // A second later the backend's change shows; the repair still waits for it to settle.
+    world.advance(Duration::from_secs(1));
+    let now = world.cluster.now;
+    let backend = world.cluster.deployments.get_mut("backend").unwrap();
+    backend.containers[0].1 = "ghcr.io/meet/backend:0.9".into();
+    backend.image_changed.insert("backend".into(), now);
+    backend.generation += 1;
+    assert!(image_applies(&world.step()).is_empty());
+
+    // Settled: one repair puts both back, and counts once.
+    world.advance(drift::SETTLE);
+    let decision = world.step();
+    let mut repaired: Vec<String> = image_applies(&decision)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    repaired.sort();
+    assert_eq!(repaired, ["backend", "frontend"]);
+    assert_eq!(world.status().drift.as_ref().unwrap().repairs.len(), 1);
+}
+
+#[test]
+fn a_change_time_ahead_of_the_operators_clock_does_not_hold_a_repair() {
+    let mut world = at_rest_full();
+    hand_edit(&mut world, "ghcr.io/meet/web:hotfix", "kubectl-set");
+    let ahead = world.cluster.now + chrono::Duration::hours(1);
+    let frontend = world.cluster.deployments.get_mut("frontend").unwrap();
+    frontend.image_changed.insert("web".into(), ahead);
+    assert_eq!(image_applies(&world.step()).len(), 1);
+}
+
+#[test]
 fn drift_at_the_current_version_is_put_back_without_an_upgrade() {
     let mut world = at_rest_full();
     hand_edit(&mut world, "ghcr.io/meet/web:hotfix", "kubectl-set");
