@@ -126,8 +126,22 @@ async fn flux_syncs_an_apprelease_from_git_and_never_fights_the_operator() -> an
     );
 
     // Ten reconcile intervals: git still says V1's images, and nobody changes any image.
+    // On a loaded machine Flux's reconciles come later than its interval: the window lasts
+    // ten intervals, longer (up to twenty) until Flux has compared the Deployments five times.
     let before = testbed.deployment_writes(&ns);
+    let flux_compares = |writes: &[DeploymentWrite]| {
+        writes
+            .iter()
+            .filter(|w| w.dry_run && w.field_manager == FLUX_MANAGER && w.name == "backend")
+            .count()
+    };
     tokio::time::sleep(INTERVAL * 10).await;
+    for _ in 0..10 {
+        if flux_compares(&testbed.deployment_writes(&ns)[before.len()..]) >= 5 {
+            break;
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
     let writes = testbed.deployment_writes(&ns);
     let window: &[DeploymentWrite] = &writes[before.len()..];
     let flips_in_window: Vec<_> = image_changes(&writes)
@@ -148,13 +162,10 @@ async fn flux_syncs_an_apprelease_from_git_and_never_fights_the_operator() -> an
         "Flux wrote Deployments: {corrections:#?}"
     );
     // Flux did look: each interval's reconcile compares every object by a dry-run apply.
-    let compared = window
-        .iter()
-        .filter(|w| w.dry_run && w.field_manager == FLUX_MANAGER && w.name == "backend")
-        .count();
+    let compared = flux_compares(window);
     assert!(
         compared >= 5,
-        "Flux compared the backend Deployment {compared} times in ten intervals"
+        "Flux compared the backend Deployment {compared} times in ten to twenty intervals"
     );
     let k = g.kustomization().await?;
     assert!(k.ready_at(&second), "{k:?}");
@@ -169,7 +180,7 @@ async fn flux_syncs_an_apprelease_from_git_and_never_fights_the_operator() -> an
         "{events:?}"
     );
     let steady = format!(
-        "{} Deployment writes in ten intervals ({} stored, {} by Flux), {} dry-run compares of \
+        "{} Deployment writes in the window ({} stored, {} by Flux), {} dry-run compares of \
          backend by Flux, {} image changes",
         window.len(),
         stored.len(),
