@@ -204,10 +204,7 @@ pub async fn run(
                 trim::deployment,
                 &caches.deployments,
             ),
-            {
-                let (caches, waiting) = (caches.clone(), waiting.clone());
-                move |d| waiting.woke(releases_targeting(&caches, TargetKind::Deployment, &d))
-            },
+            waking_targeting(&caches, &waiting, TargetKind::Deployment),
         )
         .watches_stream(
             cached(
@@ -216,10 +213,7 @@ pub async fn run(
                 trim::stateful_set,
                 &caches.stateful_sets,
             ),
-            {
-                let (caches, waiting) = (caches.clone(), waiting.clone());
-                move |s| waiting.woke(releases_targeting(&caches, TargetKind::StatefulSet, &s))
-            },
+            waking_targeting(&caches, &waiting, TargetKind::StatefulSet),
         )
         // An on-demand request wakes the release it names.
         .watches_stream(
@@ -409,6 +403,16 @@ where
 /// The AppRelease an on-demand request names, in its namespace.
 fn named_release<K: Resource>(request: &K, release: &str) -> Option<ObjectRef<Guarded>> {
     Some(ObjectRef::new(release).within(request.namespace().as_deref().unwrap_or_default()))
+}
+
+/// Wakes the AppReleases that list a changed workload of `kind` among their targets.
+fn waking_targeting<K: Resource>(
+    caches: &Arc<Caches>,
+    waiting: &Arc<Waiting>,
+    kind: TargetKind,
+) -> impl Fn(K) -> Vec<ObjectRef<Guarded>> + use<K> {
+    let (caches, waiting) = (caches.clone(), waiting.clone());
+    move |workload| waiting.woke(releases_targeting(&caches, kind, &workload))
 }
 
 /// The AppReleases that list a workload (a Deployment or a StatefulSet: `kind`) among their

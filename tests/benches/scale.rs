@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use apprelease_e2e::fixtures::{self, Jobs, REPOSITORY, V1, V2};
+use apprelease_e2e::fixtures::{self, Jobs, V1, V2};
 use apprelease_e2e::{Cluster, Operator, Options, inspect};
 use apprelease_operator::api::AppRelease;
 use apprelease_operator::api::conditions::ConditionStatus;
@@ -201,31 +201,12 @@ fn release_name(i: usize) -> String {
 
 /// N Deployments at V1 and an AppRelease for each.
 async fn create(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
-    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     futures::stream::iter((0..n).map(release_name))
-        .map(|name| {
-            let deployments = deployments.clone();
-            async move {
-                let body = json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}},
-                            "spec": {"securityContext": fixtures::restricted_pod(), "containers": [{
-                                "name": "app", "image": format!("{REPOSITORY}:{V1}"),
-                                "securityContext": fixtures::restricted_container()}]}}}
-                });
-                deployments
-                    .patch(&name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
-                    .await?;
-                let mut release = fixtures::release(cluster, &name, V1, &Jobs::default());
-                release.spec.targets.truncate(1);
-                release.spec.targets[0].deployment = Some(name.clone());
-                release.spec.targets[0].containers = None;
+        .map(|name| async move {
+            fixtures::deploy_single_app(cluster, &name, V1, &Jobs::default(), |release| {
                 release.spec.backup = None;
-                release.spec.migration = None;
-                release.spec.verify = None;
-                fixtures::apply(cluster, &release).await
-            }
+            })
+            .await
         })
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()

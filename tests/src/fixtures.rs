@@ -235,6 +235,37 @@ pub fn downgrade(jobs: &Jobs) -> JobTemplate {
     }
 }
 
+/// A Deployment `name` of one container at `version`, and an AppRelease that targets it
+/// alone (with `jobs`' backup, no migration or verification), both applied: one of the many
+/// small apps of the scale scenario and bench.
+pub async fn deploy_single_app(
+    cluster: &Cluster,
+    name: &str,
+    version: &str,
+    jobs: &Jobs,
+    edit: impl FnOnce(&mut AppRelease),
+) -> anyhow::Result<()> {
+    let body = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"securityContext": restricted_pod(), "containers": [{
+                    "name": "app", "image": format!("{REPOSITORY}:{version}"),
+                    "securityContext": restricted_container()}]}}}
+    });
+    Api::<Deployment>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .patch(name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
+        .await?;
+    let mut release = release(cluster, name, version, jobs);
+    release.spec.targets.truncate(1);
+    release.spec.targets[0].deployment = Some(name.to_string());
+    release.spec.targets[0].containers = None;
+    release.spec.migration = None;
+    release.spec.verify = None;
+    edit(&mut release);
+    apply(cluster, &release).await
+}
+
 /// Creates or updates the AppRelease as a user would (`kubectl apply --server-side`).
 pub async fn apply(cluster: &Cluster, release: &AppRelease) -> anyhow::Result<()> {
     let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);

@@ -3,8 +3,7 @@
 use apprelease_e2e::fixtures::{self, Jobs, REPOSITORY, V1, V2};
 use apprelease_e2e::{Scenario, inspect};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
+use kube::api::Api;
 
 #[tokio::test]
 async fn s10_a_hundred_releases_upgrade_at_once() -> anyhow::Result<()> {
@@ -13,24 +12,7 @@ async fn s10_a_hundred_releases_upgrade_at_once() -> anyhow::Result<()> {
         Api::namespaced(s.cluster.client.clone(), &s.cluster.namespace);
     let names: Vec<String> = (0..100).map(|i| format!("app-{i:03}")).collect();
     for name in &names {
-        let body = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}},
-                    "spec": {"securityContext": fixtures::restricted_pod(), "containers": [{
-                        "name": "app", "image": format!("{REPOSITORY}:{V1}"),
-                        "securityContext": fixtures::restricted_container()}]}}}
-        });
-        deployments
-            .patch(name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
-            .await?;
-        let mut release = fixtures::release(&s.cluster, name, V1, &Jobs::default());
-        release.spec.targets.truncate(1);
-        release.spec.targets[0].deployment = Some(name.clone());
-        release.spec.targets[0].containers = None;
-        release.spec.migration = None;
-        release.spec.verify = None;
-        fixtures::apply(&s.cluster, &release).await?;
+        fixtures::deploy_single_app(&s.cluster, name, V1, &Jobs::default(), |_| {}).await?;
     }
     for name in &names {
         s.wait_ready(name, V1).await?;
