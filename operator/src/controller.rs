@@ -34,7 +34,7 @@ use crate::k8s::{self, Executor, Reporter};
 use crate::metrics::{Census, ErrorLabels, Metrics, ResultLabels};
 use crate::notify::Notifier;
 use crate::plan::{self, Note, NoteType};
-use crate::queue::Waiting;
+use crate::queue::{Gate, Lane, Waiting};
 use crate::shutdown::Shutdown;
 
 /// An AppRelease as read from the API: malformed ones (possible where the server did not
@@ -77,6 +77,8 @@ pub struct Context {
     pub waiting: Arc<Waiting>,
     /// What reconciles read instead of the API.
     pub caches: Arc<Caches>,
+    /// Admits `--concurrency` reconciles at a time, spec changes first.
+    pub gate: Gate,
 }
 
 /// Runs the controller until `shutdown` is requested and the reconciles in flight have
@@ -112,6 +114,7 @@ pub async fn run(
     let caches = Arc::new(Caches::default());
     let mut on_ready = Some(on_ready);
     let triggers = watcher(releases, watcher::Config::default())
+        .modify(trim::release)
         .reflect(writer)
         .inspect(following(&caches.releases))
         .inspect(move |event| {
@@ -164,6 +167,7 @@ pub async fn run(
         notifier: notifier.clone(),
         waiting: waiting.clone(),
         caches: caches.clone(),
+        gate: Gate::new(settings.concurrency.into()),
     });
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     // Requests naming no existing AppRelease are told so by a controller of their own: the
@@ -235,7 +239,8 @@ pub async fn run(
                 move |r: AppReleaseRestore| waiting.woke(named_release(&r, &r.spec.release))
             },
         )
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        // Unbounded here: the gate bounds them, in its own order (`crate::queue`).
+        .with_config(ControllerConfig::default().concurrency(0))
         .graceful_shutdown_on(shutdown.requested())
         .run(reconcile, error_policy, context)
         .for_each(move |result| {
@@ -430,7 +435,39 @@ fn releases_targeting<K: Resource>(
         .collect()
 }
 
+/// Waits for a turn at the gate, then reconciles the AppRelease as the cache has it by then.
+/// The reconcile proper is boxed, so that a reconcile waiting for its turn (there may be one
+/// for every AppRelease during a cold start) holds only this small future.
 async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k8s::Error> {
+    let reference = ObjectRef::from_obj(&*guarded);
+    let namespace = guarded.meta().namespace.clone().unwrap_or_default();
+    let _turn = ctx.gate.enter(lane(&guarded), &namespace).await;
+    let Some(latest) = ctx.releases.get(&reference) else {
+        // Deleted while it waited; the controller's next trigger for it finds it gone.
+        ctx.waiting
+            .taken(reference.namespace.as_deref(), &reference.name);
+        return Ok(Action::await_change());
+    };
+    Box::pin(reconcile_latest(latest, ctx)).await
+}
+
+/// Spec changes (and deletions) go before rollout progress: they are what someone waits for.
+fn lane(guarded: &Guarded) -> Lane {
+    match &guarded.0 {
+        Ok(release) => {
+            let answered = release.status.as_ref().and_then(|s| s.observed_generation)
+                == release.metadata.generation;
+            if answered && release.metadata.deletion_timestamp.is_none() {
+                Lane::Routine
+            } else {
+                Lane::Urgent
+            }
+        }
+        Err(_) => Lane::Urgent,
+    }
+}
+
+async fn reconcile_latest(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, k8s::Error> {
     let started = Instant::now();
     // Every line logged while reconciling (the executor's too) carries the release, its
     // namespace and, once decided, the upgrade's versions and step.
