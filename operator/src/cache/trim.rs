@@ -2,7 +2,8 @@
 //! cluster of many workloads costs the operator little memory. Each function empties the
 //! rest in place, as the watch delivers the object (`WatchStreamExt::modify`).
 //!
-//! Kept: name, namespace, uid, generation, labels and owner references; of a workload its
+//! Kept of an AppRelease: all but managedFields and other tools' annotations. Of the rest:
+//! name, namespace, uid, generation, labels and owner references; of a workload its
 //! containers' names and images, replicas, update strategy, selector, the default-container
 //! annotation, its status, and of its managedFields only who owns the images; of a Job its
 //! status; of a pod its phase, conditions and containers' states.
@@ -12,7 +13,26 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use kube::api::ObjectMeta;
+
+use crate::controller::Guarded;
 use serde_json::{Map, Value};
+
+/// Keeps of an AppRelease all but its managedFields and the annotations of other tools (such
+/// as kubectl's last-applied-configuration, a copy of the whole spec): the operator reads
+/// only its own (`apprelease.io/...`).
+pub fn release(guarded: &mut Guarded) {
+    let meta = match &mut guarded.0 {
+        Ok(release) => &mut release.metadata,
+        Err(invalid) => &mut invalid.metadata,
+    };
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
+    }
+}
+
+/// The prefix of the annotations the operator reads on an AppRelease.
+const OWN_ANNOTATIONS: &str = "apprelease.io/";
 
 /// Keeps what `observe::deployment_state` reads.
 pub fn deployment(deployment: &mut Deployment) {
@@ -172,6 +192,41 @@ mod tests {
                     "reason": "ProgressDeadlineExceeded", "message": "a long sentence"}]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_trimmed_app_release_keeps_its_spec_status_and_own_annotations() {
+        let full: crate::api::AppRelease = serde_json::from_value(json!({
+            "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
+            "metadata": {"name": "meet", "namespace": "apps", "uid": "u1", "generation": 3,
+                "resourceVersion": "42", "finalizers": ["apprelease.io/upgrade-in-flight"],
+                "annotations": {
+                    "apprelease.io/retry": "2", "apprelease.io/approve": "1.2.0",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\": {}}",
+                    "argocd.argoproj.io/tracking-id": "meet:apprelease.io/AppRelease:apps/meet"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:version": {}}}}]},
+            "spec": {"version": "1.2.0",
+                "targets": [{"deployment": "meet", "containers": ["web"]}]},
+            "status": {"observedGeneration": 2}
+        }))
+        .unwrap();
+        let mut trimmed = kube::core::error_boundary::DeserializeGuard(Ok(full.clone()));
+        release(&mut trimmed);
+        let trimmed = trimmed.0.unwrap();
+        assert_eq!(trimmed.spec, full.spec);
+        assert_eq!(trimmed.status, full.status);
+        let mut expected = full.metadata.clone();
+        expected.managed_fields = None;
+        expected.annotations = Some(
+            [
+                ("apprelease.io/retry", "2"),
+                ("apprelease.io/approve", "1.2.0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        assert_eq!(trimmed.metadata, expected);
     }
 
     #[test]
