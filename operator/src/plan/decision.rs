@@ -17,6 +17,8 @@ use super::observed::Observed;
 /// How long to wait before looking again while an upgrade runs, in case a watch event is
 /// missed; changes of the Jobs and Deployments wake the controller sooner.
 pub const POLL: Duration = Duration::from_secs(30);
+/// How long the progress within a step goes unwritten (see `Planner::quiet_progress`).
+pub const QUIET_PROGRESS: Duration = Duration::from_secs(10);
 /// How long to wait before looking again when idle (drift and first-visit checks).
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// The shortest requeue: no decision can make the controller spin, whatever deadline
@@ -312,12 +314,51 @@ impl<'a> Planner<'a> {
 
     /// Marks the upgrade as under way at `step`, with a message for Ready.
     pub fn progressing(&mut self, step: &str, message: String) {
+        let message = self.quiet_progress(step, message);
         self.conditions(
             Desired::new(ConditionStatus::Unknown, "Progressing", message.clone()),
             Some(Desired::new(ConditionStatus::True, step, message)),
             None,
         );
         self.requeue(POLL);
+    }
+
+    /// The message to show while waiting at `step`: `message`, except during the first
+    /// [`QUIET_PROGRESS`] of a rollout's target already shown as under way,
+    /// where the message already written stays and the decision looks again when that time
+    /// is up. A rollout's progress ("0/1 updated", "1/1 updated, 0/1 available", ...) would
+    /// otherwise cost a status write at every change of the target's counts, most of the
+    /// writes of an upgrade, for counts that a quick rollout has outgrown before anyone reads
+    /// them; a slow one still shows its progress after that time, at every change.
+    fn quiet_progress(&mut self, step: &str, message: String) -> String {
+        let Some((read, upgrade)) = self.read.zip(self.status.upgrade.as_ref()) else {
+            return message;
+        };
+        // Other steps wait on Jobs, whose messages change rarely and may say that one failed.
+        if upgrade.step != crate::api::Step::RollingOut {
+            return message;
+        }
+        let same_stretch = read.upgrade.as_ref().is_some_and(|was| {
+            (was.attempt, was.step, was.targets_done, was.step_started_at)
+                == (
+                    upgrade.attempt,
+                    upgrade.step,
+                    upgrade.targets_done,
+                    upgrade.step_started_at,
+                )
+        });
+        let shown = conditions::get(&read.conditions, conditions::RECONCILING)
+            .filter(|c| c.status == ConditionStatus::True && c.reason == step);
+        let quiet_until = upgrade.step_started_at
+            + chrono::Duration::from_std(QUIET_PROGRESS).unwrap_or_default();
+        match shown {
+            Some(shown) if same_stretch && self.now() < quiet_until => {
+                let left = (quiet_until - self.now()).to_std().unwrap_or_default();
+                self.requeue(left);
+                shown.message.clone()
+            }
+            _ => message,
+        }
     }
 
     /// The images a migration/verify/downgrade container without one should run: the new

@@ -99,6 +99,8 @@ fn a_statefulset_and_a_deployment_upgrade_together_each_with_its_kind() {
     world.settle_deployments();
     let d = world.cluster.deployments.get_mut("worker").unwrap();
     d.current_revision = "rev-ghcr.io/meet/worker:1.0".into();
+    // Progress shows once the target has been rolling out for a while.
+    world.advance(super::decision::QUIET_PROGRESS);
     world.step();
     assert!(world.status().upgrade.is_some(), "not rolled out yet");
     let message = ready_message(world.status());

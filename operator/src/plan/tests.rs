@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::api::conditions::{ConditionStatus::*, RECONCILING, STALLED};
+use crate::api::conditions::{self, ConditionStatus::*, RECONCILING, STALLED};
 use crate::api::*;
 
 use super::decide;
@@ -1270,4 +1270,43 @@ fn keep_last_one_still_keeps_the_backup_the_last_upgrade_used() {
         .map(|b| b.id.as_str())
         .collect();
     assert_eq!(ids, ["meet-backup-2", "meet-backup-1"]);
+}
+
+/// A rollout's progress counts are written once its target has rolled out for
+/// QUIET_PROGRESS, not at each change before: the first message stays, the decision looks
+/// again when the time is up, and a change of step is written at once.
+#[test]
+fn a_rollouts_progress_is_written_only_after_the_quiet_time() {
+    use super::decision::QUIET_PROGRESS;
+    let mut world = World::new(release("2.0"), cluster("1.0"));
+    world.step();
+    let first = world.status().clone();
+    assert_eq!(
+        first.upgrade.as_ref().map(|u| u.step),
+        Some(Step::RollingOut)
+    );
+    // The controller moved the first target's counts: progress, within the quiet time.
+    let backend = world.cluster.deployments.get_mut("backend").unwrap();
+    backend.observed_generation = backend.generation;
+    backend.updated_replicas = 1;
+    world.advance(Duration::from_secs(3));
+    let quiet = world.step();
+    assert_eq!(quiet.status, first, "nothing new to write");
+    assert!(
+        quiet.requeue_after <= QUIET_PROGRESS - Duration::from_secs(3),
+        "{:?}",
+        quiet.requeue_after
+    );
+    // The quiet time is up: the counts show.
+    world.advance(QUIET_PROGRESS);
+    let shown = world.step();
+    let message = &conditions::get(&shown.status.conditions, conditions::READY)
+        .unwrap()
+        .message;
+    assert!(message.contains("updated"), "{message}");
+    assert_ne!(shown.status, first);
+    // The target done, the next one starts at once, whatever the time.
+    world.settle_deployments();
+    let next = world.step();
+    assert!(next.status.upgrade.as_ref().unwrap().targets_done >= 1);
 }
