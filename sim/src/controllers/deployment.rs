@@ -110,8 +110,9 @@ impl DeploymentController {
     pub fn reconcile_all(&mut self, cluster: &Cluster) {
         let rt = registry::builtin("Deployment");
         let (deployments, _) = cluster.store.list(&rt.key(), None);
-        self.rollouts
-            .retain(|uid, _| deployments.iter().any(|d| meta::uid(d) == uid));
+        // A set, not a scan of the list per entry: a pass stays linear in the objects.
+        let live: std::collections::HashSet<&str> = deployments.iter().map(meta::uid).collect();
+        self.rollouts.retain(|uid, _| live.contains(uid.as_str()));
         for d in deployments {
             if d.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;

@@ -76,8 +76,9 @@ impl JobController {
         let jobs_rt = registry::builtin("Job");
         let pods_rt = registry::builtin("Pod");
         let (jobs, _) = cluster.store.list(&jobs_rt.key(), None);
-        self.runs
-            .retain(|uid, _| jobs.iter().any(|j| meta::uid(j) == uid));
+        // A set, not a scan of the list per entry: a pass stays linear in the objects.
+        let live: std::collections::HashSet<&str> = jobs.iter().map(meta::uid).collect();
+        self.runs.retain(|uid, _| live.contains(uid.as_str()));
         for job in jobs {
             if finish_condition(&job).is_some() && expired(cluster, &job) {
                 // The TTL controller's job: finished Jobs go, with their pods.

@@ -47,8 +47,9 @@ impl StatefulSetController {
     pub fn reconcile_all(&mut self, cluster: &Cluster) {
         let rt = registry::builtin("StatefulSet");
         let (sets, _) = cluster.store.list(&rt.key(), None);
-        self.sets
-            .retain(|uid, _| sets.iter().any(|s| meta::uid(s) == uid));
+        // A set, not a scan of the list per entry: a pass stays linear in the objects.
+        let live: std::collections::HashSet<&str> = sets.iter().map(meta::uid).collect();
+        self.sets.retain(|uid, _| live.contains(uid.as_str()));
         for s in sets {
             if s.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
