@@ -1,6 +1,8 @@
 //! The operator at scale: N AppReleases (one Deployment each, no Jobs) in one namespace, the
 //! operator started cold against them, left idle, then upgraded — a few releases one at a
-//! time, then a thousand at once. Prints the figures of BENCHMARKS.md's scale table.
+//! time, then a thousand at once while a few releases of another namespace are upgraded one
+//! by one (a single user's changes amid another's burst). Prints the figures of
+//! BENCHMARKS.md's scale table.
 //!
 //!     cargo bench -p apprelease-e2e --bench scale -- 1000 3000
 //!     APPRELEASE_E2E_BACKEND=control-plane cargo bench -p apprelease-e2e --bench scale -- 1000
@@ -21,6 +23,7 @@ use apprelease_operator::api::conditions::ConditionStatus;
 use apprelease_sim::requests::RequestRecord;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -30,6 +33,10 @@ use serde_json::json;
 const PROBES: usize = 20;
 /// Releases upgraded at once.
 const MASS: usize = 1000;
+/// Releases of a namespace of their own, upgraded one at a time during the mass upgrade.
+const BYSTANDERS: usize = 10;
+/// Between two of their upgrades.
+const BYSTANDER_PAUSE: Duration = Duration::from_millis(500);
 /// Requests the harness sends at the same time while it sets things up or upgrades.
 const PARALLEL: usize = 16;
 /// Longest any phase may take.
@@ -42,6 +49,13 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|a| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![1000] } else { sizes };
+    // The scenarios' harness builds the operator only when it is missing; a bench must not
+    // measure a stale one, nor count a build in its cold start.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "apprelease-operator"])
+        .status()?;
+    anyhow::ensure!(built.success(), "building the operator failed");
     let idle = Duration::from_secs(
         std::env::var("APPRELEASE_SCALE_IDLE")
             .ok()
@@ -57,8 +71,16 @@ async fn main() -> anyhow::Result<()> {
 async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
     anyhow::ensure!(n > PROBES, "at least {} releases", PROBES + 1);
     let cluster = Cluster::start(&format!("scale-{n}")).await?;
+    let bystanders = format!("{}-bystanders", cluster.namespace);
+    Api::<Namespace>::all(cluster.client.clone())
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": bystanders}}))?,
+        )
+        .await?;
     let t = Instant::now();
-    create(&cluster, n).await?;
+    create(&cluster, &cluster.namespace, n).await?;
+    create(&cluster, &bystanders, BYSTANDERS).await?;
     println!(
         "{n} releases on {}: created in {:.1} s",
         cluster.backend.name(),
@@ -67,13 +89,15 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
     // The cluster's own work (a pod for each Deployment, scheduled and started) is not the
     // operator's: it is done before the operator starts.
     let t = Instant::now();
-    available(&cluster, n).await?;
+    available(&cluster, &cluster.namespace, n).await?;
+    available(&cluster, &bystanders, BYSTANDERS).await?;
     println!(
         "all {n} Deployments available after {:.1} s more",
         t.elapsed().as_secs_f64()
     );
-    let tracker = Tracker::start(&cluster);
-    let mut log = OperatorRequests::new(&cluster);
+    let tracker = Tracker::start(&cluster, &cluster.namespace);
+    let bystander_tracker = Tracker::start(&cluster, &bystanders);
+    let mut log = OperatorRequests::new(&cluster, &bystanders);
     log.phase();
 
     // Cold start.
@@ -82,6 +106,7 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         &cluster,
         Options {
             log_filter: Some("warn".into()),
+            all_namespaces: true,
             ..Default::default()
         },
     )?;
@@ -90,6 +115,9 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         .wait(|states| states.values().filter(|s| s.ready_at(V1)).count() == n)
         .await?;
     let cold = started.elapsed();
+    bystander_tracker
+        .wait(|states| states.values().filter(|s| s.ready_at(V1)).count() == BYSTANDERS)
+        .await?;
     // The Events of the last reconciles follow their status writes: let them land first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cold_requests = log.phase();
@@ -104,8 +132,10 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         count(&cold_requests, is_read) as f64 / n as f64,
     );
     println!(
-        "memory settled: RSS {:.1} MiB",
-        settled.rss_kib as f64 / 1024.0
+        "memory settled: RSS {:.1} MiB; peak so far (the initial lists) {:.1} MiB, {:.2}× settled",
+        settled.rss_kib as f64 / 1024.0,
+        settled.peak_kib as f64 / 1024.0,
+        settled.peak_kib as f64 / settled.rss_kib.max(1) as f64,
     );
 
     // Idle.
@@ -152,6 +182,11 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
     // A thousand at once.
     let mass: Vec<String> = (PROBES..n.min(PROBES + MASS)).map(release_name).collect();
     let started = Instant::now();
+    let bystander_upgrades = tokio::spawn({
+        let (client, namespace) = (cluster.client.clone(), bystanders.clone());
+        let tracker = bystander_tracker.states.clone();
+        async move { upgrade_one_by_one(client, namespace, tracker).await }
+    });
     let patched: Vec<(String, i64, Instant)> = futures::stream::iter(mass.clone())
         .map(|name| {
             let cluster = &cluster;
@@ -175,6 +210,7 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         })
         .await?;
     let all = started.elapsed();
+    let bystander_latencies = bystander_upgrades.await??;
     let mass_requests = log.phase();
     let peak = memory(pid)?;
     println!(
@@ -185,6 +221,11 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
         ms(percentile(&latencies, 99)),
         ms(percentile(&latencies, 100)),
         summary(&mass_requests),
+    );
+    println!(
+        "meanwhile, {BYSTANDERS} releases of another namespace upgraded one at a time: first write p50 {} max {}",
+        ms(percentile(&bystander_latencies, 50)),
+        ms(percentile(&bystander_latencies, 100)),
     );
     println!(
         "memory after: RSS {:.1} MiB, peak {:.1} MiB",
@@ -199,11 +240,35 @@ fn release_name(i: usize) -> String {
     format!("app-{i:05}")
 }
 
-/// N Deployments at V1 and an AppRelease for each.
-async fn create(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
+/// Upgrades each bystander in turn, waiting for each to finish; returns the time from each
+/// spec change to its first answer.
+async fn upgrade_one_by_one(
+    client: kube::Client,
+    namespace: String,
+    states: Arc<Mutex<HashMap<String, State>>>,
+) -> anyhow::Result<Vec<Duration>> {
+    let tracker = Tracker { states, task: None };
+    let api: Api<AppRelease> = Api::namespaced(client, &namespace);
+    let mut latencies = Vec::new();
+    for i in 0..BYSTANDERS {
+        tokio::time::sleep(BYSTANDER_PAUSE).await;
+        let name = release_name(i);
+        let (generation, at) = patch_version(&api, &name, V2).await?;
+        let seen = tracker.observed(&name, generation).await?;
+        latencies.push(seen.saturating_duration_since(at));
+        tracker
+            .wait(|states| states.get(&name).is_some_and(|s| s.ready_at(V2)))
+            .await?;
+    }
+    Ok(latencies)
+}
+
+/// N Deployments at V1 in `namespace` and an AppRelease for each.
+async fn create(cluster: &Cluster, namespace: &str, n: usize) -> anyhow::Result<()> {
     futures::stream::iter((0..n).map(release_name))
         .map(|name| async move {
             fixtures::deploy_single_app(cluster, &name, V1, &Jobs::default(), |release| {
+                release.metadata.namespace = Some(namespace.to_string());
                 release.spec.backup = None;
             })
             .await
@@ -214,9 +279,9 @@ async fn create(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until all `n` Deployments of the namespace have an available replica.
-async fn available(cluster: &Cluster, n: usize) -> anyhow::Result<()> {
-    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+/// Waits until all `n` Deployments of `namespace` have an available replica.
+async fn available(cluster: &Cluster, namespace: &str, n: usize) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
     let deadline = Instant::now() + PATIENCE;
     loop {
         let list = deployments.list(&Default::default()).await?;
@@ -246,6 +311,14 @@ async fn set_version(
     version: &str,
 ) -> anyhow::Result<(i64, Instant)> {
     let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    patch_version(&api, name, version).await
+}
+
+async fn patch_version(
+    api: &Api<AppRelease>,
+    name: &str,
+    version: &str,
+) -> anyhow::Result<(i64, Instant)> {
     let patched = api
         .patch(
             name,
@@ -272,16 +345,17 @@ impl State {
     }
 }
 
-/// The AppReleases of the namespace as a watch of the harness shows them.
+/// The AppReleases of a namespace as a watch of the harness shows them.
 struct Tracker {
     states: Arc<Mutex<HashMap<String, State>>>,
-    task: tokio::task::JoinHandle<()>,
+    /// The watch, stopped with the tracker that started it.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Tracker {
-    fn start(cluster: &Cluster) -> Self {
+    fn start(cluster: &Cluster, namespace: &str) -> Self {
         let states: Arc<Mutex<HashMap<String, State>>> = Arc::default();
-        let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+        let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), namespace);
         let task = tokio::spawn({
             let states = states.clone();
             async move {
@@ -306,7 +380,10 @@ impl Tracker {
                 }
             }
         });
-        Self { states, task }
+        Self {
+            states,
+            task: Some(task),
+        }
     }
 
     /// Waits until `done` holds of the states.
@@ -340,15 +417,19 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
 /// The operator's requests in the namespace, phase by phase: from the simulator's request log
 /// (drained every 50 ms, so that none falls out of its bounded log) or the control plane's
 /// audit log. Watches aside: a watch is counted when it starts, and is no per-release cost.
+/// The bystanders' namespace aside too: the figures are per release of the scenario's.
 struct OperatorRequests<'a> {
     cluster: &'a Cluster,
+    excluded: String,
     /// On the simulator: what the drain kept since the last phase.
     drained: Arc<Mutex<Vec<RequestRecord>>>,
     drain: Option<tokio::task::JoinHandle<()>>,
@@ -357,17 +438,18 @@ struct OperatorRequests<'a> {
 }
 
 impl<'a> OperatorRequests<'a> {
-    fn new(cluster: &'a Cluster) -> Self {
+    fn new(cluster: &'a Cluster, excluded: &str) -> Self {
         let drained: Arc<Mutex<Vec<RequestRecord>>> = Arc::default();
         let drain = cluster.sim().map(|sim| {
             let (sim, drained) = (sim.cluster().clone(), drained.clone());
+            let excluded = excluded.to_string();
             tokio::spawn(async move {
                 loop {
                     let new: Vec<_> = sim
                         .requests
                         .take()
                         .into_iter()
-                        .filter(is_operators)
+                        .filter(|r| is_operators(r) && r.namespace != excluded)
                         .collect();
                     drained
                         .lock()
@@ -379,6 +461,7 @@ impl<'a> OperatorRequests<'a> {
         });
         Self {
             cluster,
+            excluded: excluded.to_string(),
             drained,
             drain,
             taken: 0,
@@ -390,7 +473,12 @@ impl<'a> OperatorRequests<'a> {
         match self.cluster.sim() {
             Some(sim) => {
                 let mut drained = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
-                drained.extend(sim.requests().take().into_iter().filter(is_operators));
+                drained.extend(
+                    sim.requests()
+                        .take()
+                        .into_iter()
+                        .filter(|r| is_operators(r) && r.namespace != self.excluded),
+                );
                 std::mem::take(&mut *drained)
             }
             None => {

@@ -27,6 +27,14 @@ use kube::{Client, Config};
 
 /// The service network: the `kubernetes` Service gets its first address.
 const SERVICE_CIDR: &str = "10.0.0.0/24";
+
+/// The controller-manager's and the scheduler's client-side rate limit. Their defaults (20
+/// requests a second, bursts of 30, for each of the controller-manager's controllers; 50 and
+/// 100 for the scheduler: `component-base` and `cmd/kube-scheduler/app/options`) are sized for
+/// a few changes at a time and would make a thousand rollouts at once (the scale bench) take
+/// many minutes of throttling; a production cluster sizes them to its load the same way.
+const CLIENT_RATE: [&str; 2] = ["--kube-api-qps=500", "--kube-api-burst=1000"];
+
 /// Every request at Metadata level (who, what, which object, the answer), except the writes
 /// to Deployments in [`BODIES_AUDITED_IN`], which keep the stored object (RequestResponse):
 /// the GitOps scenario counts image changes from them. Subresources (`deployments/status`)
@@ -217,8 +225,11 @@ impl ControlPlane {
             format!("--cluster-signing-key-file={}", d("ca.key")),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         ]);
+        args.extend(CLIENT_RATE.map(String::from));
         plane.spawn("kube-controller-manager", &args)?;
-        plane.spawn("kube-scheduler", &common("kube-scheduler", sched))?;
+        let mut args = common("kube-scheduler", sched);
+        args.extend(CLIENT_RATE.map(String::from));
+        plane.spawn("kube-scheduler", &args)?;
         for (name, port) in [("kube-controller-manager", kcm), ("kube-scheduler", sched)] {
             // Their own serving certificates are self-signed; /healthz needs no credentials.
             let mut config = Config::new(format!("https://127.0.0.1:{port}").parse()?);

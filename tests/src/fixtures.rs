@@ -245,6 +245,13 @@ pub async fn deploy_single_app(
     jobs: &Jobs,
     edit: impl FnOnce(&mut AppRelease),
 ) -> anyhow::Result<()> {
+    let mut release = release(cluster, name, version, jobs);
+    release.spec.targets.truncate(1);
+    release.spec.targets[0].deployment = Some(name.to_string());
+    release.spec.targets[0].containers = None;
+    release.spec.migration = None;
+    release.spec.verify = None;
+    edit(&mut release);
     let body = json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
@@ -253,22 +260,17 @@ pub async fn deploy_single_app(
                     "name": "app", "image": format!("{REPOSITORY}:{version}"),
                     "securityContext": restricted_container()}]}}}
     });
-    Api::<Deployment>::namespaced(cluster.client.clone(), &cluster.namespace)
+    Api::<Deployment>::namespaced(cluster.client.clone(), &namespace(cluster, &release))
         .patch(name, &PatchParams::apply("e2e-user"), &Patch::Apply(body))
         .await?;
-    let mut release = release(cluster, name, version, jobs);
-    release.spec.targets.truncate(1);
-    release.spec.targets[0].deployment = Some(name.to_string());
-    release.spec.targets[0].containers = None;
-    release.spec.migration = None;
-    release.spec.verify = None;
-    edit(&mut release);
     apply(cluster, &release).await
 }
 
 /// Creates or updates the AppRelease as a user would (`kubectl apply --server-side`).
+/// In the release's namespace if it names one, else the scenario's.
 pub async fn apply(cluster: &Cluster, release: &AppRelease) -> anyhow::Result<()> {
-    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let api: Api<AppRelease> =
+        Api::namespaced(cluster.client.clone(), &namespace(cluster, release));
     let body = json!({
         "apiVersion": "apprelease.io/v1alpha1",
         "kind": "AppRelease",
@@ -283,6 +285,15 @@ pub async fn apply(cluster: &Cluster, release: &AppRelease) -> anyhow::Result<()
     )
     .await?;
     Ok(())
+}
+
+/// The release's namespace, or the scenario's when it names none.
+fn namespace(cluster: &Cluster, release: &AppRelease) -> String {
+    release
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.namespace.clone())
 }
 
 /// Changes `spec.version`, as `kubectl patch` would.

@@ -46,6 +46,8 @@ pub struct Options {
     /// A container image of the operator, run with podman ([`PODMAN_RUN`]) instead of the
     /// binary.
     pub image: Option<String>,
+    /// Watch every namespace, not only the scenario's.
+    pub all_namespaces: bool,
 }
 
 /// How podman runs [`Options::image`]: on the host's network, so the cluster and the
@@ -96,10 +98,11 @@ impl Operator {
             .kubeconfig
             .unwrap_or_else(|| cluster.operator_kubeconfig.clone());
         let identity = options.identity.unwrap_or_else(|| FIRST.to_string());
-        let args = vec![
-            "run".to_string(),
-            "--namespace".into(),
-            cluster.namespace.clone(),
+        let mut args = vec!["run".to_string()];
+        if !options.all_namespaces {
+            args.extend(["--namespace".into(), cluster.namespace.clone()]);
+        }
+        args.extend([
             "--kubeconfig".into(),
             kubeconfig.display().to_string(),
             "--metrics-addr".into(),
@@ -108,7 +111,7 @@ impl Operator {
             lease_name(cluster),
             "--lease-namespace".into(),
             cluster.lease_namespace(),
-        ];
+        ]);
         let log_filter = options
             .log_filter
             .unwrap_or_else(|| "info,kube=warn".into());
