@@ -8,8 +8,9 @@
 //!     APPRELEASE_E2E_BACKEND=control-plane cargo bench -p apprelease-e2e --bench scale -- 1000
 //!
 //! The sizes are the arguments (default 1000). `APPRELEASE_SCALE_IDLE` is the idle phase in
-//! seconds (default 60). A release build (what `cargo bench` makes) of the operator is run as
-//! the scenarios run it; its requests come from the simulator's request log or the control
+//! seconds (default 60). A release build of the operator (made first, in
+//! `target/scale-operator`, unless `APPRELEASE_OPERATOR_BIN` names one) is run as the
+//! scenarios run it; its requests come from the simulator's request log or the control
 //! plane's audit log.
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,20 +43,50 @@ const PARALLEL: usize = 16;
 /// Longest any phase may take.
 const PATIENCE: Duration = Duration::from_secs(1800);
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread starts: setting the environment is only sound then.
+    if std::env::var_os(OPERATOR_BIN).is_none() {
+        let binary = build_operator()?;
+        // SAFETY: no other thread exists yet to read the environment meanwhile.
+        unsafe { std::env::set_var(OPERATOR_BIN, binary) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run_all())
+}
+
+/// Where the scenarios' harness finds the operator binary.
+const OPERATOR_BIN: &str = "APPRELEASE_OPERATOR_BIN";
+
+/// Builds the operator (release) in a target directory of its own and returns the binary.
+/// The harness builds one only when it is missing, and a bench must neither measure a stale
+/// one nor count a build in its cold start. Its own directory, because the workspace's
+/// release directory holds the bench's build, whose dependencies have other features: the
+/// two builds would rebuild each other's kube crates every time.
+fn build_operator() -> anyhow::Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace holds the e2e crate")
+        .to_path_buf();
+    let target = workspace.join("target").join("scale-operator");
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "apprelease-operator", "--target-dir"])
+        .arg(&target)
+        .current_dir(&workspace)
+        .status()?;
+    anyhow::ensure!(built.success(), "building the operator failed");
+    Ok(target.join("release").join("apprelease-operator"))
+}
+
+async fn run_all() -> anyhow::Result<()> {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![1000] } else { sizes };
-    // The scenarios' harness builds the operator only when it is missing; a bench must not
-    // measure a stale one, nor count a build in its cold start.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "apprelease-operator"])
-        .status()?;
-    anyhow::ensure!(built.success(), "building the operator failed");
     let idle = Duration::from_secs(
         std::env::var("APPRELEASE_SCALE_IDLE")
             .ok()

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use apprelease_operator::api::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -85,7 +84,7 @@ pub async fn deploy_app(cluster: &Cluster) -> anyhow::Result<()> {
 /// Stages of the control plane (testbed/kwok/stages.yaml) how the pod ends; the simulated
 /// cluster is scripted to the same outcome (`Cluster::script_jobs`). Without an image the
 /// container runs the new version's image of the first target, as migrations do.
-pub fn job_template(outcome: &Outcome, image: Option<&str>) -> PodTemplateSpec {
+pub fn job_template(outcome: &Outcome, image: Option<&str>) -> apprelease_operator::api::PodTemplate {
     let script = match outcome {
         Outcome::Succeed {
             report: Some(report),

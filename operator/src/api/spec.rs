@@ -281,7 +281,7 @@ pub struct BackupSpec {
     /// wrote as JSON in their termination message: `{"location", "sizeBytes", "sha256"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<PodTemplate>,
 
     /// A ready-made backup (and restore) Job instead of a template: `postgres`, `mysql`,
     /// `redis`, `mongodb` or `volume`. A preset backup counts only when its Job reports
@@ -342,7 +342,7 @@ pub struct BackupComponent {
     /// Pod template of this component's backup Job (the same contract as `backup.template`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<PodTemplate>,
 
     /// A ready-made backup and restore Job for this component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,7 +378,7 @@ impl AppReleaseSpec {
         if backup.components.is_empty() {
             return vec![ComponentRef {
                 name: None,
-                template: backup.template.as_ref(),
+                template: backup.template.as_deref(),
                 preset: backup.preset.as_ref(),
                 restore: self.rollback.restore.as_ref(),
             }];
@@ -388,7 +388,7 @@ impl AppReleaseSpec {
             .iter()
             .map(|c| ComponentRef {
                 name: Some(&c.name),
-                template: c.template.as_ref(),
+                template: c.template.as_deref(),
                 preset: c.preset.as_ref(),
                 restore: c.restore.as_ref(),
             })
@@ -410,7 +410,7 @@ pub struct MigrationSpec {
     /// Pod template of the migration Job. Containers without an image run the new version's
     /// image of the first target; an image written without a tag gets `spec.version` as tag.
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: PodTemplateSpec,
+    pub template: PodTemplate,
 
     /// Whether the migration runs before the new images roll out or after.
     #[serde(default)]
@@ -480,7 +480,7 @@ pub enum RolloutStrategy {
 pub struct VerifySpec {
     /// Pod template of the verification Job; images follow the migration template's rules.
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: PodTemplateSpec,
+    pub template: PodTemplate,
 
     /// How long the verification Job may run, e.g. `5m`.
     #[serde(default = "default_verify_timeout")]
@@ -544,7 +544,7 @@ pub enum DatabaseRollback {
 pub struct JobTemplate {
     /// Pod template of the Job.
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: PodTemplateSpec,
+    pub template: PodTemplate,
 
     /// How long the Job may run, e.g. `30m`.
     #[serde(default = "default_backup_timeout")]
@@ -574,6 +574,11 @@ fn age_rule() -> kube::core::Rule {
     ))
     .message("must be an age such as 30d, 720h or 7d12h, longer than zero")
 }
+
+/// A pod template of the spec, boxed: a PodTemplateSpec is 1.8 KB inline, and with five of
+/// them in place an AppRelease was 11 KB before holding any data, in the operator's cache for
+/// every release whether it uses a Job or not. Boxed, an absent one costs a pointer.
+pub type PodTemplate = Box<PodTemplateSpec>;
 
 /// Pod templates are kept out of the CRD's schema: the full PodTemplateSpec schema, inlined
 /// once per template, would make the CRD several megabytes, past etcd's object limit and far

@@ -129,16 +129,16 @@ fn template(
                 .cloned()
                 .or_else(|| p.preset.map(|p| preset_template(p, PresetJob::Backup)))
         }),
-        JobKind::Migration => spec.migration.as_ref().map(|m| m.template.clone()),
-        JobKind::Verify => spec.verify.as_ref().map(|v| v.template.clone()),
-        JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| d.template.clone()),
+        JobKind::Migration => spec.migration.as_ref().map(|m| (*m.template).clone()),
+        JobKind::Verify => spec.verify.as_ref().map(|v| (*v.template).clone()),
+        JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| (*d.template).clone()),
         // Only presets know a check mode; a template restore is not run halfway.
         JobKind::Check => part
             .and_then(|p| p.preset)
             .map(|p| preset_template(p, PresetJob::Restore)),
         JobKind::Restore => part.and_then(|p| {
             p.restore
-                .map(|r| r.template.clone())
+                .map(|r| (*r.template).clone())
                 .or_else(|| p.preset.map(|p| preset_template(p, PresetJob::Restore)))
         }),
     };
@@ -270,10 +270,10 @@ mod tests {
             targets: vec![Target::deployment("backend")],
             backup: None,
             migration: Some(MigrationSpec {
-                template: PodTemplateSpec {
+                template: Box::new(PodTemplateSpec {
                     metadata: None,
                     spec: Some(pod),
-                },
+                }),
                 when: MigrationPhase::BeforeRollout,
                 timeout: "15m".into(),
             }),

@@ -18,8 +18,8 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
 }
 
-pub fn template(image: &str) -> PodTemplateSpec {
-    PodTemplateSpec {
+pub fn template(image: &str) -> crate::api::PodTemplate {
+    Box::new(PodTemplateSpec {
         metadata: None,
         spec: Some(PodSpec {
             containers: vec![Container {
@@ -30,7 +30,7 @@ pub fn template(image: &str) -> PodTemplateSpec {
             restart_policy: Some("Never".into()),
             ..Default::default()
         }),
-    }
+    })
 }
 
 /// `meet`: backend (containers backend + sidecar, only backend targeted) and frontend.
