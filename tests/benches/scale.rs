@@ -73,7 +73,13 @@ fn build_operator() -> anyhow::Result<std::path::PathBuf> {
         .to_path_buf();
     let target = workspace.join("target").join("scale-operator");
     let built = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "apprelease-operator", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "apprelease-operator",
+            "--target-dir",
+        ])
         .arg(&target)
         .current_dir(&workspace)
         .status()?;
@@ -301,6 +307,9 @@ async fn create(cluster: &Cluster, namespace: &str, n: usize) -> anyhow::Result<
             fixtures::deploy_single_app(cluster, &name, V1, &Jobs::default(), |release| {
                 release.metadata.namespace = Some(namespace.to_string());
                 release.spec.backup = None;
+                // A thousand rollouts at once take the control plane's controllers minutes:
+                // the scenarios' 60 s would roll them back.
+                release.spec.rollout.timeout = "30m".into();
             })
             .await
         })
@@ -365,6 +374,8 @@ async fn patch_version(
 struct State {
     current: Option<String>,
     ready: bool,
+    /// What `status.failed` says: no upgrade of the bench is meant to fail.
+    failed: Option<String>,
     observed_generation: i64,
     /// When each observed generation was first seen.
     first_seen: BTreeMap<i64, Instant>,
@@ -404,6 +415,10 @@ impl Tracker {
                     state.ready =
                         inspect::ready(&status).is_some_and(|(c, _)| c == ConditionStatus::True);
                     state.observed_generation = status.observed_generation.unwrap_or(0);
+                    state.failed = status
+                        .failed
+                        .as_ref()
+                        .map(|f| format!("{} {}: {}", f.version, f.reason, f.message));
                     state
                         .first_seen
                         .entry(state.observed_generation)
@@ -424,8 +439,17 @@ impl Tracker {
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if done(&self.states.lock().unwrap_or_else(PoisonError::into_inner)) {
-                return Ok(());
+            {
+                let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some((name, failed)) = states
+                    .iter()
+                    .find_map(|(name, s)| s.failed.as_ref().map(|f| (name, f)))
+                {
+                    anyhow::bail!("{name} failed its upgrade: {failed}");
+                }
+                if done(&states) {
+                    return Ok(());
+                }
             }
             anyhow::ensure!(Instant::now() < deadline, "not within {PATIENCE:?}");
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -84,7 +84,10 @@ pub async fn deploy_app(cluster: &Cluster) -> anyhow::Result<()> {
 /// Stages of the control plane (testbed/kwok/stages.yaml) how the pod ends; the simulated
 /// cluster is scripted to the same outcome (`Cluster::script_jobs`). Without an image the
 /// container runs the new version's image of the first target, as migrations do.
-pub fn job_template(outcome: &Outcome, image: Option<&str>) -> apprelease_operator::api::PodTemplate {
+pub fn job_template(
+    outcome: &Outcome,
+    image: Option<&str>,
+) -> apprelease_operator::api::PodTemplate {
     let script = match outcome {
         Outcome::Succeed {
             report: Some(report),

@@ -131,7 +131,11 @@ fn template(
         }),
         JobKind::Migration => spec.migration.as_ref().map(|m| (*m.template).clone()),
         JobKind::Verify => spec.verify.as_ref().map(|v| (*v.template).clone()),
-        JobKind::Downgrade => spec.rollback.downgrade.as_ref().map(|d| (*d.template).clone()),
+        JobKind::Downgrade => spec
+            .rollback
+            .downgrade
+            .as_ref()
+            .map(|d| (*d.template).clone()),
         // Only presets know a check mode; a template restore is not run halfway.
         JobKind::Check => part
             .and_then(|p| p.preset)
