@@ -564,12 +564,42 @@ pub fn image_changes(writes: &[DeploymentWrite]) -> Vec<ImageChange> {
 
 /// The audit events that `keep` selects (among the lines `maybe` lets through), as request
 /// records.
+/// The whole audit log: the files the API server rotated away (`audit-<time>.log`, kept:
+/// `--audit-log-maxbackup=0`, at 100 MB each, the size its log rotation takes when given
+/// none), oldest first, then the current one. Records are only ever appended, so positions in
+/// this text stay valid as it grows.
+fn audit_text(log: &Path) -> String {
+    let (Some(dir), Some(stem)) = (log.parent(), log.file_stem().and_then(|s| s.to_str())) else {
+        return String::new();
+    };
+    let prefix = format!("{stem}-");
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".log"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The names carry the rotation time in a sortable form.
+    rotated.sort();
+    rotated.push(log.to_path_buf());
+    rotated
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
 fn audit_requests(
     log: &Path,
     maybe: impl Fn(&str) -> bool,
     keep: impl Fn(&serde_json::Value) -> bool,
 ) -> Vec<RequestRecord> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let text = audit_text(log);
     text.lines()
         .filter(|line| maybe(line))
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
