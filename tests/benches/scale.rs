@@ -192,16 +192,9 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
     );
 
     // One upgrade at a time.
-    let mut latencies = Vec::new();
-    for i in 0..PROBES {
-        let name = release_name(i);
-        let (generation, at) = set_version(&cluster, &name, V2).await?;
-        let seen = tracker.observed(&name, generation).await?;
-        latencies.push(seen.saturating_duration_since(at));
-        tracker
-            .wait(|states| states.get(&name).is_some_and(|s| s.ready_at(V2)))
-            .await?;
-    }
+    let probes: Vec<String> = (0..PROBES).map(release_name).collect();
+    let latencies =
+        upgrade_one_by_one(&cluster, &cluster.namespace, &tracker, &probes, None).await?;
     let probe_requests = log.phase();
     println!(
         "first write after a spec change, at rest: p50 {} p99 {} (of {PROBES})",
@@ -219,35 +212,44 @@ async fn run(n: usize, idle: Duration) -> anyhow::Result<()> {
     // A thousand at once.
     let mass: Vec<String> = (PROBES..n.min(PROBES + MASS)).map(release_name).collect();
     let started = Instant::now();
-    let bystander_upgrades = tokio::spawn({
-        let (client, namespace) = (cluster.client.clone(), bystanders.clone());
-        let tracker = bystander_tracker.states.clone();
-        async move { upgrade_one_by_one(client, namespace, tracker).await }
-    });
-    let patched: Vec<(String, i64, Instant)> = futures::stream::iter(mass.clone())
-        .map(|name| {
-            let cluster = &cluster;
-            async move {
-                let (generation, at) = set_version(cluster, &name, V2).await?;
-                anyhow::Ok((name, generation, at))
-            }
-        })
-        .buffer_unordered(PARALLEL)
-        .try_collect()
-        .await?;
-    let mut latencies = Vec::new();
-    for (name, generation, at) in &patched {
-        let seen = tracker.observed(name, *generation).await?;
-        latencies.push(seen.saturating_duration_since(*at));
-    }
-    tracker
-        .wait(|states| {
-            mass.iter()
-                .all(|m| states.get(m).is_some_and(|s| s.ready_at(V2)))
-        })
-        .await?;
-    let all = started.elapsed();
-    let bystander_latencies = bystander_upgrades.await??;
+    let mass_upgrade = async {
+        let patched: Vec<(String, i64, Instant)> = futures::stream::iter(mass.clone())
+            .map(|name| {
+                let cluster = &cluster;
+                async move {
+                    let (generation, at) =
+                        set_version(cluster, &cluster.namespace, &name, V2).await?;
+                    anyhow::Ok((name, generation, at))
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .try_collect()
+            .await?;
+        let mut latencies = Vec::new();
+        for (name, generation, at) in &patched {
+            let seen = tracker.observed(name, *generation).await?;
+            latencies.push(seen.saturating_duration_since(*at));
+        }
+        tracker
+            .wait(|states| {
+                mass.iter()
+                    .all(|m| states.get(m).is_some_and(|s| s.ready_at(V2)))
+            })
+            .await?;
+        anyhow::Ok((started.elapsed(), latencies))
+    };
+    let bystander_names: Vec<String> = (0..BYSTANDERS).map(release_name).collect();
+    let ((all, latencies), bystander_latencies) = futures::future::try_join(
+        mass_upgrade,
+        upgrade_one_by_one(
+            &cluster,
+            &bystanders,
+            &bystander_tracker,
+            &bystander_names,
+            Some(BYSTANDER_PAUSE),
+        ),
+    )
+    .await?;
     let mass_requests = log.phase();
     let peak = memory(pid)?;
     println!(
@@ -277,24 +279,26 @@ fn release_name(i: usize) -> String {
     format!("app-{i:05}")
 }
 
-/// Upgrades each bystander in turn, waiting for each to finish; returns the time from each
-/// spec change to its first answer.
+/// Upgrades the releases `names` of `namespace` to V2 one after the other, each after
+/// `pause` if given, waiting for each to be Ready; returns the time from each spec change to
+/// its first answer.
 async fn upgrade_one_by_one(
-    client: kube::Client,
-    namespace: String,
-    states: Arc<Mutex<HashMap<String, State>>>,
+    cluster: &Cluster,
+    namespace: &str,
+    tracker: &Tracker,
+    names: &[String],
+    pause: Option<Duration>,
 ) -> anyhow::Result<Vec<Duration>> {
-    let tracker = Tracker { states, task: None };
-    let api: Api<AppRelease> = Api::namespaced(client, &namespace);
     let mut latencies = Vec::new();
-    for i in 0..BYSTANDERS {
-        tokio::time::sleep(BYSTANDER_PAUSE).await;
-        let name = release_name(i);
-        let (generation, at) = patch_version(&api, &name, V2).await?;
-        let seen = tracker.observed(&name, generation).await?;
+    for name in names {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+        let (generation, at) = set_version(cluster, namespace, name, V2).await?;
+        let seen = tracker.observed(name, generation).await?;
         latencies.push(seen.saturating_duration_since(at));
         tracker
-            .wait(|states| states.get(&name).is_some_and(|s| s.ready_at(V2)))
+            .wait(|states| states.get(name).is_some_and(|s| s.ready_at(V2)))
             .await?;
     }
     Ok(latencies)
@@ -347,18 +351,11 @@ async fn available(cluster: &Cluster, namespace: &str, n: usize) -> anyhow::Resu
 /// Sets the version; returns the generation it gave the AppRelease and when it was answered.
 async fn set_version(
     cluster: &Cluster,
+    namespace: &str,
     name: &str,
     version: &str,
 ) -> anyhow::Result<(i64, Instant)> {
-    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    patch_version(&api, name, version).await
-}
-
-async fn patch_version(
-    api: &Api<AppRelease>,
-    name: &str,
-    version: &str,
-) -> anyhow::Result<(i64, Instant)> {
+    let api: Api<AppRelease> = Api::namespaced(cluster.client.clone(), namespace);
     let patched = api
         .patch(
             name,
@@ -390,8 +387,7 @@ impl State {
 /// The AppReleases of a namespace as a watch of the harness shows them.
 struct Tracker {
     states: Arc<Mutex<HashMap<String, State>>>,
-    /// The watch, stopped with the tracker that started it.
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Tracker {
@@ -426,10 +422,7 @@ impl Tracker {
                 }
             }
         });
-        Self {
-            states,
-            task: Some(task),
-        }
+        Self { states, task }
     }
 
     /// Waits until `done` holds of the states.
@@ -472,9 +465,7 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 

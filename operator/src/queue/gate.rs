@@ -61,7 +61,8 @@ impl Gate {
     }
 
     /// How many turns are held.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.inner.lock().held
     }
 }
